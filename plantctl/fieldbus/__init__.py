@@ -1,0 +1,1 @@
+"""Fieldbus drivers behind one interface (see base.py)."""
