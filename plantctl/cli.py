@@ -37,19 +37,12 @@ _PLUGINS: list[tuple[str, str]] = [
 def _check(args: argparse.Namespace) -> int:
     from .iolist import load_io_list
 
-    try:
-        from .site import load_site, looks_like_site
-    except ModuleNotFoundError:  # site files arrive with the controller core
-
-        def looks_like_site(path: str) -> bool:
-            return False
-
-        load_site = None
+    from .site import load_site, looks_like_site
 
     status = 0
     for path in args.files:
         try:
-            if looks_like_site(path) and load_site is not None:
+            if looks_like_site(path):
                 load_site(path)
             else:
                 load_io_list(path)

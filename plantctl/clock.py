@@ -184,3 +184,30 @@ class VirtualClock:
                 self.advance_to(limit)
                 return
             self.advance_to(nxt)
+
+
+class ScaledClock:
+    """Real time run faster (or slower) by a constant factor.
+
+    For demos and end-to-end tests over real sockets, where a virtual clock
+    cannot know when network I/O is in flight: plant time runs ``speed`` times
+    faster than the machine's monotonic clock.
+    """
+
+    def __init__(self, speed: float = 1.0, start: float = 0.0) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self.speed = speed
+        self._t0 = time.monotonic()
+        self._w0 = time.time()
+        self._start = start
+
+    def now(self) -> float:
+        return self._start + (time.monotonic() - self._t0) * self.speed
+
+    def wall(self) -> float:
+        return self._w0 + (self.now() - self._start)
+
+    async def sleep_until(self, deadline: float) -> None:
+        delay = (deadline - self.now()) / self.speed
+        await asyncio.sleep(max(0.0, delay))

@@ -194,6 +194,20 @@ class Engine:
                 verify = Verification(str(target["tag"]), target.get("value", True), now + float(fb["within_s"]))
         return Command(next(self._ids), station, tag, value, source, now, verify, user)
 
+    def track(self, cmd: Command) -> None:
+        """Verify a command issued by someone else (a procedure) against its deadline."""
+        if cmd.verify is not None:
+            self.pending[cmd.id] = cmd
+
+    def held_by_trip(self, station: str, tag: str, value: Value) -> str:
+        """Why a command to ``tag`` must be refused: a latched trip owns that output."""
+        for st in self.interlocks.values():
+            if st.state is TripState.TRIPPED and st.spec.station == station:
+                for eff in st.spec.effects:
+                    if eff.command == tag and not _equal(value, eff.value):
+                        return f"{tag} is held by trip {st.spec.id}; reset the trip first"
+        return ""
+
     def _emit_command(self, cmd: Command, wall: float) -> None:
         self._cmd_outbox.append(cmd)
         if cmd.verify is not None:
@@ -442,6 +456,9 @@ class Engine:
         """Queue an event produced outside the engine (procedures, HMI) for this scan."""
         self._outbox.append(event)
 
+    def note_many(self, events: list[Event]) -> None:
+        self._outbox.extend(events)
+
     def take_events(self) -> list[Event]:
         out, self._outbox = self._outbox, []
         return out
@@ -511,11 +528,9 @@ class Engine:
         if req.value is None or isinstance(req.value, str):
             return Outcome(False, "a command needs a value")
         # A latched trip owns its outputs: nobody drives them the other way until reset.
-        for st in self.interlocks.values():
-            if st.state is TripState.TRIPPED and st.spec.station == req.station:
-                for eff in st.spec.effects:
-                    if eff.command == req.tag and not _equal(req.value, eff.value):
-                        return Outcome(False, f"{req.tag} is held by trip {st.spec.id}; reset the trip first")
+        refusal = self.held_by_trip(req.station, req.tag, req.value)
+        if refusal:
+            return Outcome(False, refusal)
         cmd = self.make_command(req.station, req.tag, req.value, "operator", now, req.actor.user)
         return Outcome(True, "command sent", cmd)
 
