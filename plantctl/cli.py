@@ -36,7 +36,6 @@ _PLUGINS: list[tuple[str, str]] = [
 
 def _check(args: argparse.Namespace) -> int:
     from .iolist import load_io_list
-
     from .site import load_site, looks_like_site
 
     status = 0

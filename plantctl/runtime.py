@@ -159,6 +159,13 @@ class Controller:
                 )
             ]
         )
+        restore = getattr(self.procedures, "restore", None)
+        if restore is not None:
+            # A controller restarted mid-procedure continues from the journal.
+            history = [r.event for r in self.journal.records(kinds=[EventKind.PROCEDURE_TRANSITION])]
+            restored = restore(history, self.clock.now(), self.clock.wall())
+            if restored:
+                log.info("restored %d running procedure(s) from the journal", len(restored))
         for drv in self.drivers.values():
             await drv.start()
         self._task = asyncio.create_task(self._loop(), name="plantctl-scan")
@@ -214,6 +221,9 @@ class Controller:
                 self.procedures.start(proc_id, reason, now, wall)
         if self.procedures is not None:
             more = self.procedures.step(snapshot, now, wall, self.engine)
+            take = getattr(self.procedures, "take_events", None)
+            if take is not None:
+                more.events.extend(take())
             result.commands.extend(more.commands)
             result.events.extend(more.events)
         # operator requests accepted between scans left commands and events in the engine
