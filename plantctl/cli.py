@@ -38,11 +38,14 @@ def _check(args: argparse.Namespace) -> int:
     from .iolist import load_io_list
     from .site import load_site, looks_like_site
 
+    from .procedure_cli import load_definitions
+
+    known = set(load_definitions())
     status = 0
     for path in args.files:
         try:
             if looks_like_site(path):
-                load_site(path)
+                load_site(path, known_procedures=known)
             else:
                 load_io_list(path)
         except ConfigError as exc:

@@ -71,6 +71,7 @@ class VirtualRig:
                 self.iolists[name], model, clock, self._on_readings(name), self._on_link(name), period=scan_period
             )
         self.last: ScanResult | None = None
+        self._link_wanted: dict[str, bool] = {}
 
     def key(self, station: str, tag: str) -> str:
         return f"{station}:{tag}" if self.multi else tag
@@ -106,7 +107,14 @@ class VirtualRig:
         if self.clock.now() < t:
             self.clock.advance_to(t)
         now, wall = self.clock.now(), self.clock.wall()
-        for drv in self.drivers.values():
+        links = getattr(self.plant, "links", None)
+        for name, drv in self.drivers.items():
+            if links is not None and name in links:
+                # the simulator's link_drop fault cuts the loopback link too (F-X01)
+                up = bool(links[name].is_up)
+                if up != drv.link_up and up != self._link_wanted.get(name, True):
+                    self._link_wanted[name] = up
+                    drv.set_link(up)
             drv.poll(now)
         snap = self.table.snapshot(now)
         result = self.engine.scan(snap, now, wall)
