@@ -31,6 +31,10 @@ _PLUGINS: list[tuple[str, str]] = [
     ("plantctl.journal", "add_cli"),
     ("plantctl.runtime_cli", "add_cli"),
     ("plantctl.procedure_cli", "add_cli"),
+    ("plantctl.scenario_cli", "add_cli"),
+    ("plantctl.auth", "add_cli"),
+    ("plantctl.historian.report_cli", "add_cli"),
+    ("plantctl.demo", "add_cli"),
 ]
 
 
@@ -79,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
-            if exc.name == module:
-                continue  # that part is not built yet
+            if exc.name is not None and (module == exc.name or module.startswith(exc.name + ".")):
+                continue  # that part is not installed in this build
+
             raise
         getattr(mod, attr)(sub)
     return parser
