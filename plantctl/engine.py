@@ -191,7 +191,9 @@ class Engine:
                 key = str(bool(value)).lower() if sig.is_bit else str(value)
             target = fb.get(key)
             if isinstance(target, dict):
-                verify = Verification(str(target["tag"]), target.get("value", True), now + float(fb["within_s"]))
+                # a direction may carry its own deadline (closing is faster than opening)
+                within = float(target.get("within_s", fb["within_s"]))
+                verify = Verification(str(target["tag"]), target.get("value", True), now + within)
         return Command(next(self._ids), station, tag, value, source, now, verify, user)
 
     def track(self, cmd: Command) -> None:

@@ -369,6 +369,9 @@ def load_io_list(path: str | Path) -> IOList:
                 continue
             if v["tag"] not in seen_tags:
                 errors.append(_fmt(p, fline, sig.tag, f"feedback.{fk} names unknown tag {v['tag']}"))
+            w = v.get("within_s")
+            if w is not None and (not isinstance(w, int | float) or w <= 0):
+                errors.append(_fmt(p, fline, sig.tag, f"feedback.{fk}.within_s must be a positive number of seconds"))
         if "within_s" not in sig.feedback:
             errors.append(_fmt(p, fline, sig.tag, "feedback needs within_s (the verification deadline)"))
 

@@ -8,6 +8,7 @@ turns a validation error's location path into a line number.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,17 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
     return out
 
 
+def _construct_int(loader: _LineLoader, node: yaml.ScalarNode) -> int:
+    """Integers as people write them in I/O lists: ``00010`` is Modicon coil 10, not
+    YAML 1.1 octal 8 (which silently moved addresses)."""
+    text = str(node.value).replace("_", "")
+    if re.fullmatch(r"[-+]?0[0-9]+", text):
+        return int(text, 10)
+    value = loader.construct_yaml_int(node)
+    assert isinstance(value, int)
+    return value
+
+
 def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> LineList:
     out = LineList(loader.construct_object(child, deep=True) for child in node.value)
     out.line = node.start_mark.line + 1
@@ -59,6 +71,7 @@ def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> LineLis
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+_LineLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 def load_yaml(path: Path) -> Any:
