@@ -136,6 +136,7 @@ class Interrupt:
     during: tuple[str, ...] = ()  # empty = any non-terminal step
     start: str = ""  # procedure to start when it fires (e.g. PUMP-PR)
     wait_moving: bool = False  # let commands already moving finish (never reverse a valve halfway)
+    carry: tuple[str, ...] = ()  # variables copied into the started procedure (e.g. RESTART_BLOCKED:*)
 
 
 @dataclass(frozen=True)
@@ -325,6 +326,7 @@ class Run:
         self.recurring_due: dict[str, float] = {}
         self.history: list[tuple[float, str, str, str]] = []  # (t, from, to, trigger)
         self.pending_entry = True  # run the entry actions on the next evaluation
+        self.draining = False  # an interrupt waits for moving commands: issue nothing new
         self.machine = Machine(
             model=self,
             states=[s.id for s in defn.steps] + list(TERMINALS),
@@ -560,9 +562,17 @@ class ProcedureManager:
         for it in run.defn.interrupts:
             if (not it.during or run.state in it.during) and it.when.eval(view) is True:
                 if it.wait_moving and any(engine.command_state(cid) == "pending" for cid in run.issued.values()):
-                    continue  # let the valve that is moving finish first
+                    run.draining = True  # nothing new starts; the valve that is moving finishes first
+                    continue
+                run.draining = False
                 if it.start:
-                    self.start(it.start, it.text, now, wall)
+                    started = self.start(it.start, it.text, now, wall)
+                    if started is not None:
+                        for name in it.carry:
+                            prefix = name[:-1] if name.endswith("*") else None
+                            for k, v in run.vars.items():
+                                if k == name or (prefix is not None and k.startswith(prefix)):
+                                    started.vars[k] = v
                 self._fire(run, f"to_{it.goto}", now, wall, "", {"interrupt": it.text})
                 return
         for _ in range(50):  # decisions and already-satisfied steps chain within one scan
@@ -593,7 +603,7 @@ class ProcedureManager:
 
     def _issue(self, run: Run, step: Step, view: _RunView, now: float, wall: float, engine: Engine) -> None:
         """Issue the step's commands that are due, honouring max_parallel; skip those already done."""
-        if run.held:
+        if run.held or run.draining:
             return
         in_flight = sum(1 for lbl, cid in run.issued.items() if engine.command_state(cid) == "pending" and lbl not in run.done_items)
         limit = step.max_parallel or len(step.commands)
@@ -762,6 +772,7 @@ class ProcedureManager:
         for key in [k for k in run.tasks if k == src]:
             del run.tasks[key]
         run.pending_entry = dest not in TERMINALS
+        run.draining = False
         run.history.append((now, src, dest, trigger))
         self._journal_transition(run, src, dest, trigger, now, wall, user, extra or {})
         if dest == Terminal.ESCALATED.value:
