@@ -334,6 +334,22 @@ class Engine:
 
     def _degraded_alarm(self, st: InterlockState, now: float, wall: float) -> None:
         vote = st.last_vote
+        blind_id = f"{st.spec.id}:blind"
+        if vote is not None and vote.blind:
+            self._outbox.extend(
+                self.alarms.raise_(
+                    blind_id,
+                    f"{st.spec.id}: cannot trip automatically ({vote.degraded} of {len(st.spec.members)} members "
+                    "faulted or bypassed): unload and stop by hand",
+                    Priority.CRITICAL,
+                    now,
+                    wall,
+                    st.spec.station,
+                    st.spec.id,
+                )
+            )
+        else:
+            self._outbox.extend(self.alarms.clear(blind_id, now, wall))
         aid = f"{st.spec.id}:degraded"
         if vote is not None and vote.degraded > 0:
             self._outbox.extend(

@@ -518,7 +518,7 @@ class ProcedureManager:
             elif answer == task.answers[0]:
                 run.vars[f"confirmed:{key}"] = True
             else:
-                self._fire(run, "fail", now, wall, actor.user, {"answer": answer})
+                self._fail(run, step, now, wall, f"answered '{answer}' by {actor.user}")
         return Outcome(True, f"{key}: {answer}")
 
     def confirm_locally(self, run_id: str, actor: Actor, now: float, wall: float) -> Outcome:
@@ -605,6 +605,8 @@ class ProcedureManager:
         """Issue the step's commands that are due, honouring max_parallel; skip those already done."""
         if run.held or run.draining:
             return
+        if step.field_work and not run.vars.get("permissives", False):
+            return  # field work waits for the G0 permissives: no command goes out before them
         in_flight = sum(1 for lbl, cid in run.issued.items() if engine.command_state(cid) == "pending" and lbl not in run.done_items)
         limit = step.max_parallel or len(step.commands)
         for c in step.commands:
@@ -666,9 +668,11 @@ class ProcedureManager:
             return
         for cond, dest in step.branches:
             if cond.eval(view) is True:
+                run.vars.update(step.sets)
                 self._fire(run, f"to_{dest}", now, wall, "", {"because": cond.describe()})
                 return
         if step.kind is StepKind.DECIDE:
+            run.vars.update(step.sets)
             self._fire(run, "ok", now, wall)
             return
         ok: bool | None

@@ -28,7 +28,8 @@ from .tags import Reading, Snapshot, TagTable
 
 
 class PlantLike(Protocol):
-    stations: Mapping[str, Any]
+    @property
+    def stations(self) -> Mapping[str, Any]: ...
 
     def advance_to(self, t: float) -> int: ...
 

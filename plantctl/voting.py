@@ -6,15 +6,19 @@ reading is BAD, or it is bypassed). What a degraded member does is a property of
 the group, because the right answer differs by service:
 
 - ``vote_trip``: a degraded member counts as a trip vote (favours safety; for
-  2oo3 one faulted detector makes the group 1oo2 on the other two);
-- ``drop``: degraded members are removed and M is kept, capped at what is left
-  (favours availability; 2oo3 with one faulted becomes 2oo2, then 1oo1);
+  2oo3 one faulted detector makes the group 1oo2 on the other two, two faulted
+  trip it: ``FAULT_VOTES_TRIP = true`` of plant-reference 3.7);
+- ``drop``: degraded members are removed and M is kept (favours availability;
+  2oo3 with one faulted becomes 2oo2; with two faulted it is 2oo1 and can no
+  longer trip by itself: ``FAULT_VOTES_TRIP = false``, scenario F-G11);
 - ``reduce``: degraded members are removed and M drops by one per degraded
   member, never below 1 (2oo3 with one faulted becomes 1oo2, then 1oo1).
 
-Whatever the mode, a group with no healthy member left cannot see the plant,
-and fails safe: it trips (this is the "all channels lost" rule; the two-channel
-case of plant-reference 3.7 raises an alarm through the engine instead).
+When fewer members are left than the vote needs (``blind``), the group cannot
+trip automatically any more. That is never silent: the engine raises a
+top-priority alarm telling the operator to unload and stop by hand (3.7: "with
+two channels faulted: alarm, and the operator must unload and stop"), and the
+PLC's own hard-wired trip remains the last layer.
 """
 
 from __future__ import annotations
@@ -48,6 +52,11 @@ class VoteResult:
     def architecture(self) -> str:
         return f"{self.required}oo{self.available}"
 
+    @property
+    def blind(self) -> bool:
+        """Too few members left to reach the vote: no automatic trip is possible."""
+        return self.required > self.available
+
 
 def vote(m: int, members: Sequence[Member], mode: DegradedMode) -> VoteResult:
     n = len(members)
@@ -56,13 +65,8 @@ def vote(m: int, members: Sequence[Member], mode: DegradedMode) -> VoteResult:
     trips = sum(1 for x in members if x is Member.TRIP)
     degraded = sum(1 for x in members if x is Member.DEGRADED)
     live = n - degraded
-    if live == 0:
-        return VoteResult(True, trips + degraded, 0, 0, degraded)
     if mode is DegradedMode.VOTE_TRIP:
         votes = trips + degraded
         return VoteResult(votes >= m, votes, m, n, degraded)
-    if mode is DegradedMode.DROP:
-        required = min(m, live)
-    else:
-        required = max(1, m - degraded)
-    return VoteResult(trips >= required, trips, required, live, degraded)
+    required = m if mode is DegradedMode.DROP else max(1, m - degraded)
+    return VoteResult(required <= live and trips >= required, trips, required, live, degraded)

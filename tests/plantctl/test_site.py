@@ -82,13 +82,11 @@ def reference_trip(il: Interlock, values: list[float], bad: list[bool], bypassed
     votes = sum(
         1 for i, c in enumerate(il.members) if not (bad[i] or i == bypassed) and ops[c.op](values[i], float(c.value))
     )
-    if degraded == n:
-        return True  # nothing left to see the plant with
+    live = n - degraded
     if il.degraded is DegradedMode.VOTE_TRIP:
         return votes + degraded >= m
-    if il.degraded is DegradedMode.DROP:
-        return votes >= min(m, n - degraded)
-    return votes >= max(1, m - degraded)
+    need = m if il.degraded is DegradedMode.DROP else max(1, m - degraded)
+    return need <= live and votes >= need  # fewer left than needed: no automatic trip (alarmed)
 
 
 def _member_value(c: object, draw: st.DrawFn) -> float:

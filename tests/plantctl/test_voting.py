@@ -12,11 +12,10 @@ from plantctl.voting import DegradedMode, Member, vote
 
 T, H, D = Member.TRIP, Member.HEALTHY, Member.DEGRADED
 
-# 2oo3, by hand, from plant-reference 3.7 and docs: (trips, degraded) -> trip?
-# vote_trip: a faulted channel is a trip vote (1oo2 on the rest);
-# drop:      a faulted channel is removed (2oo2, then 1oo1);
-# reduce:    M drops with each faulted channel (1oo2, then 1oo1).
-# All three channels faulted: no view of the plant, so trip.
+# 2oo3, by hand, from plant-reference 3.7, F-G09 and F-G11: (trips, degraded) -> trip?
+# vote_trip: a faulted channel is a trip vote (1oo2 on the rest; two faulted trip);
+# drop:      a faulted channel is removed, M kept (2oo2; with two faulted 2oo1: no automatic trip);
+# reduce:    M drops with each faulted channel (1oo2, then 1oo1; all faulted: no automatic trip).
 TRUTH_2OO3 = {
     # (trips, degraded): (vote_trip, drop, reduce)
     (0, 0): (False, False, False),
@@ -27,8 +26,8 @@ TRUTH_2OO3 = {
     (1, 1): (True, False, True),
     (2, 1): (True, True, True),
     (0, 2): (True, False, False),
-    (1, 2): (True, True, True),
-    (0, 3): (True, True, True),
+    (1, 2): (True, False, True),
+    (0, 3): (True, False, False),
 }
 MODES = (DegradedMode.VOTE_TRIP, DegradedMode.DROP, DegradedMode.REDUCE)
 
@@ -44,6 +43,8 @@ def test_architecture_after_degradation() -> None:
     assert vote(2, [T, H, D], DegradedMode.DROP).architecture == "2oo2"
     assert vote(2, [T, H, D], DegradedMode.REDUCE).architecture == "1oo2"
     assert vote(2, [H, H, H], DegradedMode.DROP).architecture == "2oo3"
+    assert vote(2, [T, D, D], DegradedMode.DROP).blind  # F-G11: the operator must trip by hand
+    assert not vote(2, [T, D, D], DegradedMode.REDUCE).blind
 
 
 members_st = st.lists(st.sampled_from([T, H, D]), min_size=1, max_size=8)
@@ -57,9 +58,10 @@ def test_properties(members: list[Member], data: st.DataObject) -> None:
     # no degraded member: plain MooN, whatever the mode
     if D not in members:
         assert all(r == (members.count(T) >= m) for r in results.values())
-    # all degraded: fail safe
+    # all degraded: vote_trip trips; the others cannot trip by themselves (and say so)
     if members.count(D) == n:
-        assert all(results.values())
+        assert results[DegradedMode.VOTE_TRIP]
+        assert vote(m, members, DegradedMode.DROP).blind and vote(m, members, DegradedMode.REDUCE).blind
     # vote_trip is never less safe than reduce, which is never less safe than drop
     assert results[DegradedMode.VOTE_TRIP] >= results[DegradedMode.REDUCE] >= results[DegradedMode.DROP]
     # monotone: one more trip vote never clears a trip
