@@ -40,9 +40,8 @@ _PLUGINS: list[tuple[str, str]] = [
 
 def _check(args: argparse.Namespace) -> int:
     from .iolist import load_io_list
-    from .site import load_site, looks_like_site
-
     from .procedure_cli import load_definitions
+    from .site import load_site, looks_like_site
 
     known = set(load_definitions())
     status = 0

@@ -29,6 +29,7 @@ from plantctl.procedures import (
 )
 from plantctl.rig import VirtualRig
 
+
 def _toy_iolist() -> str:
     signals: list[dict[str, Any]] = [
         {"tag": "PT-1", "description": "pressure", "kind": "analog_in", "units": "MPa", "range": [0, 10],
@@ -258,7 +259,7 @@ def test_definition_time_validation(iol: Any) -> None:
 def test_restore_from_journal_skips_what_the_plant_already_did(iol: Any, tmp_path: Path) -> None:
     db = tmp_path / "j.db"
     rig, toy = make_rig(iol, close_all(max_parallel=1), journal=db)
-    run = rig.start("TOY")
+    rig.start("TOY")
     rig.run_for(5)  # V1 closed, V2 moving
     assert toy.x[1] == 0.0 and 0 < toy.x[2] < 1
     rig.journal.close()  # type: ignore[union-attr]
