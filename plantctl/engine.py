@@ -241,7 +241,7 @@ class Engine:
         for st in self.interlocks.values():
             spec = st.spec
             view = {}
-            for c in spec.members:
+            for c in (*spec.members, *spec.armed_when):
                 r = snapshot.get(self._key(spec.station, c.tag))
                 if r is not None:
                     view[c.tag] = r

@@ -98,6 +98,9 @@ class Interlock:
     latch: bool = True
     priority: int = 1  # 1 = highest
     line: int = 0
+    # Armed only while all of these hold (e.g. the low fuel-pressure trip only while the GT
+    # runs). An arming signal that is BAD keeps the interlock armed: it counts against the plant.
+    armed_when: tuple[Condition, ...] = ()
 
     @property
     def architecture(self) -> str:
@@ -153,6 +156,15 @@ class InterlockState:
         if not self.member_active:
             self.member_active = [False] * len(self.spec.members)
 
+    def armed(self, snapshot: Mapping[str, Reading]) -> bool:
+        for cond in self.spec.armed_when:
+            r = snapshot.get(cond.tag)
+            if r is None or r.quality is Quality.BAD:
+                continue  # cannot tell: stay armed
+            if not cond.test(r.value, False):
+                return False
+        return True
+
     def member_states(self, snapshot: Mapping[str, Reading]) -> tuple[list[Member], list[str]]:
         """Member states, and the tags of bypassed members that would vote to trip."""
         states: list[Member] = []
@@ -179,7 +191,7 @@ class InterlockState:
         states, bypassed_tripping = self.member_states(snapshot)
         result = vote(self.spec.m, states, self.spec.degraded)
         self.last_vote = result
-        raw = result.trip
+        raw = result.trip and self.armed(snapshot)
         # First-out inside the group: the first member to vote in this episode
         # (an episode ends when the group is back to normal with no member voting).
         if self.first_member is None:

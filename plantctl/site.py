@@ -68,7 +68,7 @@ class _Member(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tag: str
     op: Op = Op.GE
-    value: float | bool
+    value: float | bool | str  # a state name for enum signals
     deadband: float = Field(0.0, ge=0)
 
 
@@ -93,6 +93,7 @@ class _Interlock(BaseModel):
     latch: bool = True
     priority: int = Field(1, ge=1, le=4)
     effects: list[_Effect] = []
+    armed_when: list[_Member] = []
 
 
 class _Engine(BaseModel):
@@ -246,13 +247,24 @@ def load_site(path: str | Path, known_procedures: set[str] | None = None) -> Sit
                 errors.append(f"{p}:{line_of(doc, where + ['station'])}: interlocks[{i}].station: unknown station {il.station!r}")
             continue
         by_tag = station.iolist.by_tag
-        for j, mem in enumerate(il.members):
-            mline = line_of(doc, where + ["members", j])
-            sig = by_tag.get(mem.tag)
-            if sig is None:
-                errors.append(f"{p}:{mline}: interlocks[{i}].members[{j}].tag: {mem.tag} is not in {il.station}'s I/O list")
-            elif sig.kind is Kind.COMMAND_OUT:
-                errors.append(f"{p}:{mline}: interlocks[{i}].members[{j}].tag: {mem.tag} is a command output, not an input")
+        conds: dict[str, list[Condition]] = {"members": [], "armed_when": []}
+        for part, items in (("members", il.members), ("armed_when", il.armed_when)):
+            for j, mem in enumerate(items):
+                mline = line_of(doc, where + [part, j])
+                sig = by_tag.get(mem.tag)
+                if sig is None:
+                    errors.append(f"{p}:{mline}: interlocks[{i}].{part}[{j}].tag: {mem.tag} is not in {il.station}'s I/O list")
+                    continue
+                if sig.kind is Kind.COMMAND_OUT:
+                    errors.append(f"{p}:{mline}: interlocks[{i}].{part}[{j}].tag: {mem.tag} is a command output, not an input")
+                    continue
+                value: Any = mem.value
+                if isinstance(value, str):
+                    if not sig.states or value not in sig.states:
+                        errors.append(f"{p}:{mline}: interlocks[{i}].{part}[{j}].value: {value!r} is not a state of {mem.tag}")
+                        continue
+                    value = sig.states.index(value)
+                conds[part].append(Condition(mem.tag, mem.op, value, mem.deadband))
         for j, eff in enumerate(il.effects):
             eline = line_of(doc, where + ["effects", j])
             if (eff.command is None) == (eff.procedure is None):
@@ -273,7 +285,7 @@ def load_site(path: str | Path, known_procedures: set[str] | None = None) -> Sit
             continue
         effects = []
         for eff in il.effects:
-            value: Any = eff.value
+            value = eff.value
             if eff.command is not None:
                 sig = by_tag[eff.command]
                 if sig.type is CommandType.ENUM and isinstance(value, str) and sig.states:
@@ -284,7 +296,8 @@ def load_site(path: str | Path, known_procedures: set[str] | None = None) -> Sit
                 id=il.id,
                 station=il.station,
                 description=il.description,
-                members=tuple(Condition(x.tag, x.op, x.value, x.deadband) for x in il.members),
+                members=tuple(conds["members"]),
+                armed_when=tuple(conds["armed_when"]),
                 m=m,
                 degraded=il.degraded,
                 on_delay_s=il.on_delay_s,
