@@ -59,6 +59,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from fnmatch import fnmatchcase
+from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -580,6 +581,12 @@ class _Rule:
         return {"<": fv < fr, "<=": fv <= fr, ">": fv > fr, ">=": fv >= fr}[op]
 
 
+@lru_cache(maxsize=1 << 16)
+def _matches(alarm_id: str, patterns: tuple[str, ...]) -> bool:
+    """Shell-style match of an alarm id against patterns (cached: evaluated every scan)."""
+    return any(fnmatchcase(alarm_id, p) for p in patterns)
+
+
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return bool(a) == bool(b)
@@ -612,8 +619,6 @@ class AlarmBoard:
         does not exist. May be called again (reload): alarms that still exist keep
         their state."""
         s = settings if isinstance(settings, AlarmSettings) else AlarmSettings.from_dict(settings)
-        self.settings = s
-        self.log = deque(self.log, maxlen=s.history_max)
         errors: list[str] = []
 
         def signal(station: str, tag: str, where: str) -> Signal | None:
@@ -686,8 +691,10 @@ class AlarmBoard:
                 value = self._state_values(found, value, f"suppress[{i}].when.value", errors)
             rules.append(_Rule(rule, rule.op, value))
         if errors:
-            raise ConfigError(errors)
+            raise ConfigError(errors)  # nothing changed: the board runs on as configured before
 
+        self.settings = s
+        self.log = deque(self.log, maxlen=s.history_max)
         self._points = points
         self._rules = rules
         wanted = {p.alarm_id for p in points}
@@ -742,8 +749,8 @@ class AlarmBoard:
         return f"{sig.tag} {text}: {sig.description}"
 
     @staticmethod
-    def _matches(alarm_id: str, patterns: Iterable[str]) -> bool:
-        return any(fnmatchcase(alarm_id, p) for p in patterns)
+    def _matches(alarm_id: str, patterns: tuple[str, ...]) -> bool:
+        return _matches(alarm_id, patterns)
 
     def _area_for(self, station: str, tag: str) -> str:
         """An area pattern is a station name (all of it) or ``station:TAGPATTERN``."""

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .alarms import AlarmBoard, Priority
+from .alarms import AlarmBoard, Priority, snapshot_view
 from .interlocks import Bypass, Interlock, InterlockState, Override, TripState
 from .iolist import IOList, Kind, Signal
 from .journal import Event, EventKind
@@ -137,6 +137,7 @@ class EngineConfig:
     bypass_max_s: float = 8 * 3600.0
     override_max_s: float = 3600.0
     limit_deadband_frac: float = 0.01  # of span, for limit-crossing hysteresis
+    alarm_settings: Mapping[str, Any] | None = None  # the site's alarms: section
 
 
 _BANDS = ("LL", "L", "N", "H", "HH")
@@ -147,6 +148,8 @@ class Engine:
         self.config = config
         self.interlocks: dict[str, InterlockState] = {i.id: InterlockState(i) for i in config.interlocks}
         self.alarms = AlarmBoard()
+        self.alarms.configure(config.iolists, config.alarm_settings)
+        self._stations = list(config.iolists)
         self.first_out: dict[str, str] = {}  # trip group -> interlock id that tripped first
         self.pending: dict[int, Command] = {}  # commands awaiting verification
         self.failed: dict[int, Command] = {}
@@ -265,8 +268,9 @@ class Engine:
         self._cmd_outbox.clear()
         # 2. verification of commands against their deadlines
         self._verify(snapshot, now, wall)
-        # 3. limits, expiry
+        # 3. limits (sequence-of-events record), ISA-18.2 alarms, expiry
         self._limits(snapshot, now, wall)
+        self._outbox.extend(self.alarms.evaluate(snapshot_view(snapshot, self._stations), now, wall))
         self._expire(now, wall)
         result.events.extend(self._outbox)
         self._outbox.clear()

@@ -39,6 +39,7 @@ from .clock import Clock
 from .engine import Command, Engine, EngineConfig, ScanResult
 from .errors import DriverError, PlantctlError
 from .fieldbus.base import Driver
+from .historian.base import Historian, Point, historian_alarms, points_from_snapshot
 from .journal import Event, EventKind, InvalidEvent, Journal
 from .site import Site
 from .tags import Reading, TagTable
@@ -83,6 +84,7 @@ class Controller:
         driver_factory: Callable[[Controller, str], Driver] | None = None,
         procedures: ProcedureHost | None = None,
         scan_period_s: float | None = None,
+        historian: Historian | None = None,
     ) -> None:
         self.site = site
         self.clock = clock
@@ -95,8 +97,12 @@ class Controller:
                 two_person=site.two_person,
                 bypass_max_s=site.bypass_max_s,
                 override_max_s=site.override_max_s,
+                alarm_settings=site.alarms,
             )
         )
+        self.historian = historian
+        self._hist_period = float(site.historian.get("period_s", 1.0))
+        self._hist_next = clock.now()
         self.multi = len(site.stations) > 1
         self.table = TagTable(
             [self.key(st, s.tag) for st, iol in site.iolists.items() for s in iol.signals],
@@ -186,6 +192,8 @@ class Controller:
             with contextlib.suppress(PlantctlError):
                 self.journal.append_many(self._unjournaled)
         self._journal_exec.shutdown(wait=True)
+        if self.historian is not None:
+            self.historian.close()
 
     async def __aenter__(self) -> Controller:
         await self.start()
@@ -233,8 +241,13 @@ class Controller:
         retry, self._retry = self._retry, []
         for cmd in retry + result.commands:
             self._dispatch(cmd, now)
-        # 4. durable, then published
-        await self._journal(result.events)
+        # 4. durable, then published; the historian samples at its own period
+        hist_points: list[Point] = []
+        if self.historian is not None and now >= self._hist_next:
+            self._hist_next = now + self._hist_period
+            hist_points = points_from_snapshot("", snapshot, wall)
+            result.events.extend(historian_alarms(self.engine.alarms, self.historian.status(), now, wall))
+        await self._journal(result.events, hist_points)
         return result
 
     def _dispatch(self, cmd: Command, now: float) -> None:
@@ -266,11 +279,15 @@ class Controller:
                 if cmd.verify is None or now < cmd.verify.deadline:
                     self._retry.append(cmd)
 
-    async def _journal(self, events: list[Event]) -> None:
+    async def _journal(self, events: list[Event], points: list[Point] | None = None) -> None:
         batch = self._unjournaled + events
+        loop = asyncio.get_running_loop()
+        if points and self.historian is not None:
+            # same worker thread as the journal: never blocks the scan's event loop
+            hist = self.historian
+            loop.run_in_executor(self._journal_exec, _record_quietly, hist, points)
         if not batch:
             return
-        loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._journal_exec, self.journal.append_many, batch)
         except InvalidEvent:
@@ -316,6 +333,13 @@ class Controller:
             except PlantctlError:
                 return batch[i:]
         return []
+
+
+def _record_quietly(hist: Historian, points: list[Point]) -> None:
+    try:
+        hist.record(points)
+    except Exception:  # the historian reports its own state through status(); never stop a scan  # noqa: BLE001
+        log.exception("historian record failed")
 
 
 def default_driver_factory(ctrl: Controller, name: str) -> Driver:

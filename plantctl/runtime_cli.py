@@ -6,9 +6,11 @@ import argparse
 import asyncio
 import logging
 import signal
+from pathlib import Path
 from typing import Any
 
 from .clock import RealClock, ScaledClock
+from .historian.base import open_historian
 from .journal import Journal
 from .procedure_cli import load_definitions
 from .procedures import ProcedureManager
@@ -24,7 +26,9 @@ def build_controller(site: Site, clock: Any, package: str = "sequences") -> Cont
     procs = ProcedureManager(wanted, site.iolists)
     site.journal_path.parent.mkdir(parents=True, exist_ok=True)
     journal = Journal(site.journal_path)
-    return Controller(site, clock, journal, procedures=procs)
+    Path(site.historian["path"]).parent.mkdir(parents=True, exist_ok=True)
+    historian = open_historian(site.historian)
+    return Controller(site, clock, journal, procedures=procs, historian=historian)
 
 
 async def _run(args: argparse.Namespace) -> int:

@@ -114,6 +114,10 @@ class _Historian(BaseModel):
     bucket: str | None = None
     token_env: str | None = None
     spool: str | None = None
+    retention_days: float = Field(90.0, gt=0)
+    spool_max_points: int = Field(20_000_000, gt=0)
+    spool_overflow: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
+    period_s: float = Field(1.0, gt=0)  # one sample of every signal per period
 
 
 class _Site(BaseModel):
@@ -127,6 +131,7 @@ class _Site(BaseModel):
     stations: dict[str, _Station] = Field(min_length=1)
     procedures: list[str] = []
     interlocks: list[_Interlock] = []
+    alarms: dict[str, Any] = {}  # docs/alarms.md: areas, suppression by design, deviation, rate, flood
     hmi: dict[str, Any] = {}
 
 
@@ -160,6 +165,7 @@ class Site:
     bypass_max_s: float
     override_max_s: float
     hmi: dict[str, Any] = field(default_factory=dict)
+    alarms: dict[str, Any] = field(default_factory=dict)
 
     @property
     def iolists(self) -> dict[str, IOList]:
@@ -314,6 +320,14 @@ def load_site(path: str | Path, known_procedures: set[str] | None = None) -> Sit
         for k, proc in enumerate(spec.procedures):
             if proc not in known_procedures:
                 errors.append(f"{p}:{line_of(doc, ['procedures', k])}: procedures[{k}]: unknown procedure {proc}")
+    if not errors and spec.alarms:
+        from .alarms import AlarmBoard
+
+        try:
+            AlarmBoard().configure({n: st.iolist for n, st in stations.items()}, dict(spec.alarms))
+        except ConfigError as exc:
+            aline = line_of(doc, ["alarms"])
+            errors.extend(f"{p}:{aline}: {m}" for m in exc.messages)
     if errors:
         raise ConfigError(errors)
     return Site(
@@ -332,4 +346,5 @@ def load_site(path: str | Path, known_procedures: set[str] | None = None) -> Sit
         bypass_max_s=spec.engine.bypass_max_h * 3600.0,
         override_max_s=spec.engine.override_max_h * 3600.0,
         hmi=dict(spec.hmi),
+        alarms=dict(spec.alarms),
     )
