@@ -13,8 +13,12 @@ from typing import Any
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
     mod = importlib.import_module("hmi.demo")
-    result = asyncio.run(mod.run_demo(host=args.host, port=args.port, speed=args.speed, var_dir=args.var))
+    result = asyncio.run(mod.run_demo(host=args.host, port=args.port, site_path=args.site,
+                                      certfile=args.certfile, keyfile=args.keyfile))
     return int(result or 0)
 
 
@@ -27,6 +31,8 @@ def add_cli(sub: Any) -> None:
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--speed", type=float, default=1.0, help="plant time runs this many times faster than real time")
-    p.add_argument("--var", default="var/demo", help="folder for the journal, history, users and certificates")
+    p.add_argument("--site", default=None, help="site file (default: sites/demo.yaml; its journal folder holds the "
+                   "journal, history, users and certificates)")
+    p.add_argument("--certfile", default=None, help="serve the HMI over HTTPS with this certificate (PEM)")
+    p.add_argument("--keyfile", default=None, help="the certificate's private key (PEM)")
     p.set_defaults(func=_demo)
