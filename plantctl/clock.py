@@ -211,3 +211,11 @@ class ScaledClock:
     async def sleep_until(self, deadline: float) -> None:
         delay = (deadline - self.now()) / self.speed
         await asyncio.sleep(max(0.0, delay))
+
+
+async def yield_to_loop() -> None:
+    """Let every task that is ready run up to its next wait (one turn of the event loop).
+
+    Not a delay: the runtime uses it so that command writes put their request on the
+    socket before the journal's fsync starts (the trip path first)."""
+    await asyncio.sleep(0)

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .alarms import Priority
-from .clock import Clock
+from .clock import Clock, yield_to_loop
 from .engine import Command, Engine, EngineConfig, ScanResult
 from .errors import DriverError, PlantctlError
 from .fieldbus.base import Driver
@@ -110,6 +110,7 @@ class Controller:
             t0=clock.now(),
         )
         self.procedures = procedures
+        self.startup_problems: list[str] = []  # e.g. a journal that could not be opened (see build_controller)
         self.stats = ScanStats()
         self.subscribers: list[Subscriber] = []
         self._unjournaled: list[Event] = []
@@ -144,7 +145,26 @@ class Controller:
         return on_link
 
     # -- life cycle ---------------------------------------------------------------
+    async def check_journal(self) -> None:
+        """Walk the whole hash chain at start-up. A broken chain is a top-priority alarm and is
+        never repaired: the evidence stays as it is for the investigation."""
+        from .journal import verify
+
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self._journal_exec, verify, self.journal.path)
+        problems = list(result.problems) + self.startup_problems
+        if problems:
+            now, wall = self.clock.now(), self.clock.wall()
+            self.engine.note_many(
+                self.engine.alarms.raise_(
+                    "journal:chain", f"journal integrity: {problems[0]} ({len(problems)} problem(s))",
+                    Priority.CRITICAL, now, wall, "", "journal")
+            )
+            self.engine.note(Event(EventKind.SYSTEM, now, wall, "", "journal", "", "",
+                                   {"what": "journal chain broken", "problems": problems[:20]}))
+
     async def start(self) -> None:
+        await self.check_journal()
         self._append(
             [
                 Event(
@@ -241,6 +261,8 @@ class Controller:
         retry, self._retry = self._retry, []
         for cmd in retry + result.commands:
             self._dispatch(cmd, now)
+        if retry or result.commands:
+            await yield_to_loop()  # the writes reach the socket before the journal starts its fsync
         # 4. durable, then published; the historian samples at its own period
         hist_points: list[Point] = []
         if self.historian is not None and now >= self._hist_next:

@@ -11,7 +11,7 @@ from typing import Any
 
 from .clock import RealClock, ScaledClock
 from .historian.base import open_historian
-from .journal import Journal
+from .journal import Journal, JournalCorrupt
 from .procedure_cli import load_definitions
 from .procedures import ProcedureManager
 from .runtime import Controller
@@ -20,15 +20,29 @@ from .site import Site, load_site
 log = logging.getLogger("plantctl")
 
 
+def open_journal(path: Path, wall: float) -> tuple[Journal, list[str]]:
+    """Open the site's journal. A damaged one is never repaired or overwritten: it is kept
+    for the investigation, the controller journals on in a new file, and the problems are
+    returned for the start-up alarm."""
+    try:
+        return Journal(path), []
+    except JournalCorrupt as exc:
+        fresh = path.with_name(f"{path.stem}.after-broken-{int(wall)}.db")
+        log.critical("journal %s is damaged (%s); continuing in %s", path, exc, fresh)
+        return Journal(fresh), [f"{path}: {p}" for p in exc.problems] + [f"continuing in {fresh}"]
+
+
 def build_controller(site: Site, clock: Any, package: str = "sequences") -> Controller:
     defs = load_definitions(package)
     wanted = [defs[p] for p in site.procedures]
     procs = ProcedureManager(wanted, site.iolists)
     site.journal_path.parent.mkdir(parents=True, exist_ok=True)
-    journal = Journal(site.journal_path)
+    journal, problems = open_journal(site.journal_path, clock.wall())
     Path(site.historian["path"]).parent.mkdir(parents=True, exist_ok=True)
     historian = open_historian(site.historian)
-    return Controller(site, clock, journal, procedures=procs, historian=historian)
+    ctrl = Controller(site, clock, journal, procedures=procs, historian=historian)
+    ctrl.startup_problems = problems
+    return ctrl
 
 
 async def _run(args: argparse.Namespace) -> int:
