@@ -337,3 +337,34 @@ def test_report_from_a_site_file(incident: dict[str, Any], capsys: pytest.Captur
     page = Path(capsys.readouterr().out.splitlines()[0]).read_text()
     # journal and historian found through the site file: the trip and its trends are there
     assert "Site: plant-a." in page and "GT-GAS-2OO3" in page and page.count("<svg") >= 3
+
+
+@pytest.mark.timeout(120)
+async def test_report_renders_in_chromium(incident: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    """The report opens in the control room's browser: headless Debian Chromium draws the
+    first alarm, the tables and every trend picture with a real size."""
+    from playwright.async_api import async_playwright
+
+    exe = Path("/usr/lib/chromium/chromium")
+    if not exe.exists():
+        pytest.fail("Debian chromium is missing: apt-get install chromium (make test installs it)")
+    tmp: Path = incident["tmp"]
+    incidents = find_incidents(load_entries(tmp / "journal.db"))
+    out = tmp / "reports-browser"
+    assert _run_cli(["report", "--journal", str(tmp / "journal.db"), "--history", str(tmp / "history.db"),
+                     "--incident", str(incidents[0].seq), "-o", str(out)]) == 0
+    html_path = Path(capsys.readouterr().out.splitlines()[0])
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(exe), args=["--no-sandbox"])
+        try:
+            page = await browser.new_page(viewport={"width": 1300, "height": 900})
+            await page.goto(html_path.as_uri())
+            assert "First alarm:" in await page.inner_text("body")
+            sizes = await page.eval_on_selector_all(
+                "svg", "els => els.map(e => { const r = e.getBoundingClientRect(); return [r.width, r.height]; })")
+            assert len(sizes) >= 3 and all(w > 200 and h > 100 for w, h in sizes), sizes
+            shots = Path("test-artifacts/screenshots")
+            shots.mkdir(parents=True, exist_ok=True)
+            await page.screenshot(path=str(shots / "incident-report.png"), full_page=True)
+        finally:
+            await browser.close()
