@@ -52,8 +52,9 @@ test-long: deps deps-debian deps-node
 demo: deps
 	$(PY) -m plantctl demo
 
-bench: deps
-	$(PY) -m bench
+# Figures next to their targets (docs/performance.md); quick 60 s runs, BENCH_ARGS=--full for 10 min.
+bench: deps deps-debian
+	$(PY) -m bench $(BENCH_ARGS)
 
 lint: deps
 	$(PY) -m ruff check plantctl sequences sim_plc hmi tests

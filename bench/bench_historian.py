@@ -24,6 +24,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -37,10 +38,6 @@ def scans(n_points: int, signals: int) -> list[list[Point]]:
     tags = [f"SIG-{i:04d}" for i in range(signals)]
     return [[Point("bench", tag, T0 + k * 0.1, k * 0.001 + i, 2) for i, tag in enumerate(tags)]
             for k in range(n_points // signals)]
-
-
-def rate(n: int, seconds: float) -> str:
-    return f"{n / seconds:>12,.0f} points/s  ({n:,} points in {seconds:.2f} s)"
 
 
 class NullSink:
@@ -91,35 +88,30 @@ def victoria_metrics(tmp: Path):  # type: ignore[no-untyped-def]
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--points", type=int, default=1_000_000)
-    ap.add_argument("--signals", type=int, default=200)
-    args = ap.parse_args()
+def measure(n_points: int, signals: int, batch: int = 10_000) -> dict[str, float]:
+    """One pass of every figure; points per second (the trend read in ms)."""
     logging.getLogger("plantctl.historian").setLevel(logging.ERROR)  # the simulated outage is expected
-    data = scans(args.points, args.signals)
+    data = scans(n_points, signals)
     n = sum(len(b) for b in data)
     flat = [p for b in data for p in b]
-    with tempfile.TemporaryDirectory() as d:
+    out: dict[str, float] = {"points": n}
+    with tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parent.parent) as d:  # on the repo's disk
         tmp = Path(d)
-        print(f"historian bench: {n:,} points, {args.signals} signals per scan")
-
         h = SQLiteHistorian(tmp / "per-scan.db")
         t = time.perf_counter()
         for b in data:
             h.record(b)
-        print(f"embedded ingest, one record() per scan ({args.signals} points):  {rate(n, time.perf_counter() - t)}")
+        out["ingest_per_scan"] = n / (time.perf_counter() - t)
         h.close()
 
         h = SQLiteHistorian(tmp / "batched.db")
         t = time.perf_counter()
-        for i in range(0, n, 5000):
-            h.record(flat[i:i + 5000])
-        print(f"embedded ingest, 5000-point batches:                {rate(n, time.perf_counter() - t)}")
+        for i in range(0, n, batch):
+            h.record(flat[i:i + batch])
+        out["ingest_batched"] = n / (time.perf_counter() - t)
         t = time.perf_counter()
-        got = h.query("bench", "SIG-0007", T0, T0 + 1e6, max_points=1000)
-        print(f"embedded trend read, {n // args.signals:,} samples -> {len(got)} points:    "
-              f"{(time.perf_counter() - t) * 1000:.1f} ms")
+        h.query("bench", "SIG-0007", T0, T0 + 1e6, max_points=1000)
+        out["trend_read_ms"] = (time.perf_counter() - t) * 1000
         h.close()
 
         sink = NullSink(down=True)
@@ -127,7 +119,7 @@ def main() -> int:
         t = time.perf_counter()
         for b in data:
             r.record(b)
-        print(f"spooling (line protocol + disk spool), server down: {rate(n, time.perf_counter() - t)}")
+        out["spooling"] = n / (time.perf_counter() - t)
         r.close()
         spool_copy = tmp / "spool-copy.db"
         shutil.copy(tmp / "spool.db", spool_copy)
@@ -136,19 +128,66 @@ def main() -> int:
         r = InfluxHistorian("http://null", org="o", bucket="b", spool_path=tmp / "spool.db", sender=sink, start=False)
         t = time.perf_counter()
         sent = r.forward()
-        print(f"spool back-fill to a null sink:                     {rate(sent, time.perf_counter() - t)}")
+        out["backfill_null"] = sent / (time.perf_counter() - t)
         r.close()
 
         with victoria_metrics(tmp) as url:
-            if url is None:
-                print("spool back-fill to victoria-metrics:                (not installed: apt-get install victoria-metrics)")
-            else:
+            if url is not None:
                 r = InfluxHistorian(url, org="o", bucket="b", spool_path=spool_copy,
                                     sender=InfluxSender(url, token="t", org="o", bucket="b"), start=False)
                 t = time.perf_counter()
                 sent = r.forward()
-                print(f"spool back-fill to victoria-metrics (HTTP):         {rate(sent, time.perf_counter() - t)}")
+                out["backfill_vm"] = sent / (time.perf_counter() - t)
+                out["backfill_vm_points"] = sent
                 r.close()
+    return out
+
+
+def run(runs: int = 3, points: int = 500_000, signals: int = 200) -> list[Any]:
+    """The figures of ``make bench`` (bench/__main__.py): the median of ``runs`` passes."""
+    from bench.common import figure
+
+    passes = [measure(points, signals) for _ in range(runs)]
+    g = "historian"
+    vm = [p["backfill_vm"] for p in passes if "backfill_vm" in p]
+    figs = [
+        figure(g, "embedded ingest (SQLite), one record() per period of 10,000 points",
+               [p["ingest_batched"] for p in passes], "points/s", 200_000, ">=",
+               note=f"{points:,} points of {signals} signals a pass; the controller records every tag once a "
+                    "historian period in one record() call"),
+        figure(g, f"embedded ingest, one record() per scan of {signals} points", [p["ingest_per_scan"] for p in passes],
+               "points/s"),
+        figure(g, "spooling with the server down (line protocol + disk spool)", [p["spooling"] for p in passes],
+               "points/s"),
+    ]
+    if vm:
+        figs.append(figure(g, "spool back-fill to victoria-metrics (InfluxDB v2 API, HTTP)", vm, "points/s", 50_000,
+                           ">=", note="Debian victoria-metrics on loopback, influxdb-client writes"))
+    else:
+        from bench.common import missing
+
+        figs.append(missing(g, "spool back-fill to victoria-metrics (InfluxDB v2 API, HTTP)", "points/s", 50_000,
+                            "victoria-metrics is not installed (apt-get install victoria-metrics)", ">="))
+    return figs
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--points", type=int, default=1_000_000)
+    ap.add_argument("--signals", type=int, default=200)
+    args = ap.parse_args()
+    m = measure(args.points, args.signals, batch=5000)
+    n = int(m["points"])
+    print(f"historian bench: {n:,} points, {args.signals} signals per scan")
+    print(f"embedded ingest, one record() per scan ({args.signals} points):  {m['ingest_per_scan']:>12,.0f} points/s")
+    print(f"embedded ingest, 5000-point batches:                {m['ingest_batched']:>12,.0f} points/s")
+    print(f"embedded trend read, {n // args.signals:,} samples -> 1000 points:    {m['trend_read_ms']:.1f} ms")
+    print(f"spooling (line protocol + disk spool), server down: {m['spooling']:>12,.0f} points/s")
+    print(f"spool back-fill to a null sink:                     {m['backfill_null']:>12,.0f} points/s")
+    if "backfill_vm" in m:
+        print(f"spool back-fill to victoria-metrics (HTTP):         {m['backfill_vm']:>12,.0f} points/s")
+    else:
+        print("spool back-fill to victoria-metrics:                (not installed: apt-get install victoria-metrics)")
     return 0
 
 

@@ -55,19 +55,21 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from fnmatch import fnmatchcase
 from functools import lru_cache
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
 from .iolist import BadCountsAs, IOList, Kind, Signal
 from .journal import Event, EventKind
-from .tags import Quality, Reading, Reason
+from .tags import INT, MISSING, REASON_CODE, Columns, Quality, Reading, Reason, columns_of
 
 
 class Priority(IntEnum):
@@ -131,9 +133,18 @@ DEFAULT_PRIORITIES: dict[AlarmKind, Priority] = {
 # Reasons of a BAD reading that raise a "signal BAD" alarm. A lost link or a PLC
 # never reached is one alarm of its own (link:<station>), not one per signal.
 _BAD_ALARM_REASONS = frozenset({Reason.SENSOR_FAULT, Reason.OUT_OF_RANGE, Reason.DEVICE_STATUS})
+_BAD_ALARM_CODE = np.zeros(len(REASON_CODE), dtype=np.bool_)  # reason code -> raises a BAD alarm
+_BAD_ALARM_CODE[[REASON_CODE[r] for r in _BAD_ALARM_REASONS]] = True
+
+# Kinds evaluated on arrays (one numpy expression for every point of the site); the rest
+# (deviation, rate of change) need another tag or a history and keep the per-point loop.
+_VECTOR_KINDS = frozenset({AlarmKind.LL, AlarmKind.L, AlarmKind.H, AlarmKind.HH, AlarmKind.DIGITAL, AlarmKind.BAD})
+_V_HIGH, _V_LOW, _V_DIGITAL, _V_BAD = 0, 1, 2, 3
+_V_CODE = {AlarmKind.HH: _V_HIGH, AlarmKind.H: _V_HIGH, AlarmKind.LL: _V_LOW, AlarmKind.L: _V_LOW,
+           AlarmKind.DIGITAL: _V_DIGITAL, AlarmKind.BAD: _V_BAD}
 
 
-@dataclass
+@dataclass(slots=True)  # tens of thousands on a large site: no per-object __dict__
 class Alarm:
     id: str
     station: str
@@ -486,7 +497,7 @@ class AlarmSettings:
 # Configured alarm points (one per alarm id evaluated from the snapshot)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Point:
     alarm_id: str
     station: str
@@ -504,7 +515,7 @@ class _Point:
     window_s: float = 0.0  # rate
     cond_since: float | None = None  # raw condition present since (on-delay)
     clear_since: float | None = None  # raw condition absent since (off-delay)
-    history: deque[tuple[float, float]] = field(default_factory=deque)  # rate samples
+    history: deque[tuple[float, float]] | None = None  # rate samples (rate points only: a deque is big)
 
     def condition(self, r: Reading, in_alarm: bool, view: Mapping[str, Mapping[str, Reading]]) -> bool | None:
         """The raw condition with hysteresis; None = cannot be judged (hold)."""
@@ -534,6 +545,8 @@ class _Point:
             return abs(v - ref) >= self.limit - db
         # rate of change over the window
         h = self.history
+        if h is None:
+            h = self.history = deque()
         if not h or r.t > h[-1][0]:
             h.append((r.t, v))
         while len(h) > 2 and h[1][0] <= r.t - self.window_s:
@@ -549,6 +562,69 @@ class _Point:
             return float(r.value)
         v = float(r.value)
         return v if math.isfinite(v) else None
+
+
+class _VectorPoints:
+    """The limit, digital and BAD points of the board as arrays, evaluated in one pass.
+
+    The per-point rule is ``_Point.condition`` plus the on/off delays of ``evaluate``,
+    written over arrays: ``cond_since``/``clear_since`` are NaN where the point's
+    attribute would be None, ``in_alarm`` mirrors each alarm's condition (kept in step
+    by ``AlarmBoard._set_condition``). Same inputs, same floating-point operations, so
+    the outcome is the one the loop gives, point for point."""
+
+    def __init__(self, points: list[_Point], col_of: Mapping[str, int]) -> None:
+        n = len(points)
+        self.points = points
+        self.slot_of: dict[str, int] = {p.alarm_id: i for i, p in enumerate(points)}
+        self.col = np.array([col_of[f"{p.station}:{p.tag}"] for p in points], dtype=np.intp)
+        self.kind = np.array([_V_CODE[p.kind] for p in points], dtype=np.int8)
+        self.limit = np.array([p.limit for p in points], dtype=np.float64)
+        self.deadband = np.array([p.deadband for p in points], dtype=np.float64)
+        self.on_delay = np.array([p.on_delay_s for p in points], dtype=np.float64) - 1e-9
+        self.off_delay = np.array([p.off_delay_s for p in points], dtype=np.float64) - 1e-9
+        self.alarm_on = np.array([p.alarm_on for p in points], dtype=np.bool_)
+        self.in_alarm = np.zeros(n, dtype=np.bool_)
+        self.cond_since = np.full(n, math.nan)
+        self.clear_since = np.full(n, math.nan)
+        self.high = self.kind == _V_HIGH
+        self.low = self.kind == _V_LOW
+        self.digital = self.kind == _V_DIGITAL
+        self.bad_kind = self.kind == _V_BAD
+        self.analog = self.high | self.low
+
+    def evaluate(self, cols: Columns, now: float) -> npt.NDArray[np.intp]:
+        """Advance every point by one scan; the slots whose condition should change."""
+        if not self.points:
+            return np.zeros(0, dtype=np.intp)
+        c = self.col
+        value = cols.value[c]
+        vtype = cols.vtype[c]
+        bad = cols.quality[c] == int(Quality.BAD)
+        present = vtype != MISSING
+        # raw condition, and whether there is a verdict at all (a point without one holds)
+        db = self.deadband * self.in_alarm  # the deadband applies towards normal only
+        with np.errstate(invalid="ignore"):
+            raw = np.where(self.high, value >= self.limit - db, value <= self.limit + db)
+        raw = np.where(self.digital, (value != 0) == self.alarm_on, raw)
+        raw = np.where(self.bad_kind, bad & _BAD_ALARM_CODE[cols.reason[c]], raw)
+        # analog: a finite number (not a bool); every kind but BAD: not BAD quality
+        judged = present & ~(bad & ~self.bad_kind) & ~(self.analog & ((vtype > INT) | ~np.isfinite(value)))
+        in_alarm = self.in_alarm
+        cond_since, clear_since = self.cond_since, self.clear_since
+        on = judged & raw
+        off = judged & ~raw
+        # no verdict: both delays restart; condition present: the on-delay runs from its
+        # first scan; condition absent: the off-delay runs while the alarm stands
+        cond_since[(present & ~judged) | off] = math.nan
+        clear_since[(present & ~judged) | on | (off & ~in_alarm)] = math.nan
+        cond_since[on & np.isnan(cond_since)] = now
+        clearing = off & in_alarm
+        clear_since[clearing & np.isnan(clear_since)] = now
+        with np.errstate(invalid="ignore"):
+            flip = (on & ~in_alarm & (now - cond_since >= self.on_delay)) | (
+                clearing & (now - clear_since >= self.off_delay))
+        return np.flatnonzero(flip)
 
 
 @dataclass
@@ -601,6 +677,10 @@ def _same(a: Any, b: Any) -> bool:
 
 
 class AlarmBoard:
+    # Below this many limit, digital and BAD points the board evaluates them one by one:
+    # the arrays pay only past a few hundred (docs/performance.md).
+    vector_min_points = 200
+
     def __init__(self, settings: AlarmSettings | None = None) -> None:
         self.alarms: dict[str, Alarm] = {}
         self.settings = settings or AlarmSettings()
@@ -610,6 +690,14 @@ class AlarmBoard:
         self._annunciations: dict[str, deque[float]] = {}  # area -> plant times in the flood window
         self._flooding: dict[str, float] = {}  # area -> plant time the flood began
         self.log: deque[Event] = deque(maxlen=self.settings.history_max)  # ALARM events, for KPIs
+        # -- evaluation on arrays (see _VectorPoints) ---------------------------------
+        self._columns: tuple[str, ...] = ()  # "station:TAG" of every I/O-list signal, in order
+        self._vector = _VectorPoints([], {})
+        self._scalar_points: list[_Point] = []
+        self._shelved: dict[str, None] = {}  # ids with a shelve running (ordered set)
+        self._version = 0  # bumped when an alarm is added to or removed from the board
+        self._group_members: dict[str, tuple[int, list[Alarm]]] = {}  # first-out group -> (version, alarms)
+        self._suppression_seen: tuple[bool, ...] | None = None  # rule states at the last full pass
 
     # -- configuration -------------------------------------------------------------
     def configure(self, iolists: Mapping[str, IOList], settings: AlarmSettings | Mapping[str, Any] | None = None) -> None:
@@ -697,9 +785,12 @@ class AlarmBoard:
         self.log = deque(self.log, maxlen=s.history_max)
         self._points = points
         self._rules = rules
+        self._suppression_seen = None
+        self._version += 1
         wanted = {p.alarm_id for p in points}
         for aid in [a for a, al in self.alarms.items() if al.configured and a not in wanted]:
             del self.alarms[aid]
+            self._shelved.pop(aid, None)
         for p in points:
             a = self.alarms.get(p.alarm_id)
             psig = iolists[p.station].by_tag[p.tag]
@@ -719,6 +810,15 @@ class AlarmBoard:
             a.area = self._area_for(p.station, p.tag)
             ts = s.tags.get(f"{p.station}:{p.tag}", TagAlarmSettings())
             a.latching = ts.latching if ts.latching is not None else self._matches(p.alarm_id, s.latching)
+        self._columns = tuple(f"{st}:{sig.tag}" for st, iol in iolists.items() for sig in iol.signals)
+        col_of = {k: i for i, k in enumerate(self._columns)}
+        vector = [p for p in points if p.kind in _VECTOR_KINDS]
+        if len(vector) < self.vector_min_points:
+            vector = []  # a few points: numpy's per-call cost outweighs the loop
+        self._vector = _VectorPoints(vector, col_of)
+        self._vector.in_alarm[:] = [self.alarms[p.alarm_id].in_alarm for p in vector]
+        taken = {p.alarm_id for p in vector}
+        self._scalar_points = [p for p in points if p.alarm_id not in taken]
 
     @staticmethod
     def _state_values(sig: Signal, value: Any, where: str, errors: list[str]) -> Any:
@@ -798,6 +898,7 @@ class AlarmBoard:
         if (not a.configured and a.state is AlarmState.NORMAL and not a.in_alarm and not a.hidden
                 and self.alarms.get(a.id) is a):
             del self.alarms[a.id]
+            self._version += 1
 
     # -- condition -----------------------------------------------------------------
     def _set_condition(self, a: Alarm, active: bool, now: float, wall: float,
@@ -805,6 +906,9 @@ class AlarmBoard:
         if a.in_alarm == active:
             return []
         a.in_alarm = active
+        slot = self._vector.slot_of.get(a.id)
+        if slot is not None:
+            self._vector.in_alarm[slot] = active  # the arrays mirror the condition of configured alarms
         prev = a.state
         if active:
             a.raised_at = now
@@ -892,6 +996,7 @@ class AlarmBoard:
             a.area = self._area_for(station, "")
             a.latching = self._matches(alarm_id, self.settings.latching)
             self.alarms[alarm_id] = a
+            self._version += 1
             rule = self._suppressing_rule(alarm_id)
             if rule:
                 a.suppressed_by = rule
@@ -992,6 +1097,7 @@ class AlarmBoard:
             return AlarmOutcome(False, f"{alarm_id} is a critical alarm and may not be shelved")
         prev = self._hide(a)
         a.shelved_until = now + duration_s
+        self._shelved[a.id] = None
         a.shelved_by, a.shelve_reason = user, reason
         a.state = a._display()
         ev = self._event(a, now, wall, user, {"reason": reason, "until": a.shelved_until, "duration_s": duration_s}, prev)
@@ -1002,6 +1108,7 @@ class AlarmBoard:
         if a is None or a.shelved_until is None:
             return AlarmOutcome(False, f"{alarm_id} is not shelved")
         a.shelved_until = None
+        self._shelved.pop(a.id, None)
         a.shelved_by = a.shelve_reason = ""
         return AlarmOutcome(True, f"{alarm_id} {how}", self._reveal(a, now, wall, user, {"how": how}))
 
@@ -1021,6 +1128,7 @@ class AlarmBoard:
             return AlarmOutcome(False, f"{alarm_id} is already out of service")
         prev = self._hide(a)
         a.shelved_until = None  # out of service overrides a shelve
+        self._shelved.pop(a.id, None)
         a.out_of_service, a.oos_by, a.oos_reason = True, user, reason
         a.state = a._display()
         ev = self._event(a, now, wall, user, {"reason": reason}, prev)
@@ -1064,10 +1172,22 @@ class AlarmBoard:
     def _first_out_housekeeping(self) -> None:
         """A group's first-out resets once every alarm of the group is back to NORMAL."""
         for g in list(self.first_out):
-            pats = self.settings.first_out_groups.get(g, ())
-            if not any(a.flow is not AlarmState.NORMAL or (a.in_alarm and not a.hidden)
-                       for a in self.alarms.values() if self._matches(a.id, pats)):
+            if not any(a.flow is not AlarmState.NORMAL or (a.in_alarm and not a.hidden) for a in self._members_of(g)):
                 del self.first_out[g]
+
+    @property
+    def columns_order(self) -> tuple[str, ...]:
+        """``station:TAG`` of every I/O-list signal: the rows ``evaluate(columns=...)`` expects."""
+        return self._columns
+
+    def _members_of(self, group: str) -> list[Alarm]:
+        """The alarms a first-out group's patterns match (cached until an alarm comes or goes)."""
+        hit = self._group_members.get(group)
+        if hit is None or hit[0] != self._version:
+            pats = self.settings.first_out_groups.get(group, ())
+            hit = (self._version, [a for a in self.alarms.values() if self._matches(a.id, pats)])
+            self._group_members[group] = hit
+        return hit[1]
 
     def reset_first_out(self, group: str) -> None:
         self.first_out.pop(group, None)
@@ -1128,6 +1248,13 @@ class AlarmBoard:
             if r.released_at is not None and now - r.released_at >= r.spec.release_delay_s - 1e-9:
                 r.released_at = None
         out: list[Event] = []
+        # Which alarm a rule holds depends only on which rules are in force; an alarm raised
+        # since the last pass took its rule when it was raised (_raise). So the pass over
+        # every alarm is needed only when a rule came into or out of force.
+        seen = tuple(r.active or r.released_at is not None for r in self._rules)
+        if seen == self._suppression_seen:
+            return out
+        self._suppression_seen = seen
         for a in list(self.alarms.values()):
             rule = self._suppressing_rule(a.id)
             if rule == a.suppressed_by:
@@ -1149,21 +1276,48 @@ class AlarmBoard:
     def expire(self, now: float, wall: float) -> list[Event]:
         """End the shelves whose time is up."""
         out: list[Event] = []
-        for a in list(self.alarms.values()):
-            if a.shelved_until is not None and now >= a.shelved_until:
-                out.extend(self.unshelve(a.id, "", now, wall, how="shelve expired").events)
+        if not self._shelved:
+            return out
+        due = [aid for aid in self._shelved
+               if (a := self.alarms.get(aid)) is not None and a.shelved_until is not None and now >= a.shelved_until]
+        if len(due) > 1:
+            order = {aid: i for i, aid in enumerate(self.alarms)}
+            due.sort(key=order.__getitem__)  # board order, as a pass over every alarm would give
+        for aid in due:
+            out.extend(self.unshelve(aid, "", now, wall, how="shelve expired").events)
         return out
 
-    def evaluate(self, snapshot_by_station: Mapping[str, Mapping[str, Reading]], now: float, wall: float) -> list[Event]:
+    def evaluate(
+        self,
+        snapshot_by_station: Mapping[str, Mapping[str, Reading]],
+        now: float,
+        wall: float,
+        columns: Columns | None = None,
+    ) -> list[Event]:
         """One scan of the configured alarms: shelve expiry, suppression by design,
         limits/digital/deviation/rate/BAD with deadband and delays, flood end,
-        first-out housekeeping. Returns the ALARM events to journal, in order."""
+        first-out housekeeping. Returns the ALARM events to journal, in order.
+
+        ``columns``: the same snapshot as arrays, one row per I/O-list signal in the order of
+        ``columns_order`` (the engine passes them; without them they are built from the mapping)."""
         out = self.expire(now, wall)
         out.extend(self._apply_suppression(snapshot_by_station, now, wall))
         changes: list[tuple[float, int, _Point, bool, float | None]] = []
-        for p in self._points:
+        vec = self._vector
+        if vec.points:
+            if columns is None or len(columns.keys) != len(self._columns):
+                columns = columns_of(_FlatView(snapshot_by_station), self._columns)
+            for slot in vec.evaluate(columns, now).tolist():
+                p = vec.points[slot]
+                seen = snapshot_by_station[p.station][p.tag]
+                changes.append((seen.t, p.order, p, not vec.in_alarm[slot], p.value_of(seen)))
+        views: dict[str, Mapping[str, Reading]] = {}
+        for p in self._scalar_points:
             a = self.alarms.get(p.alarm_id)
-            r = snapshot_by_station.get(p.station, {}).get(p.tag)
+            view = views.get(p.station)
+            if view is None:
+                view = views[p.station] = snapshot_by_station.get(p.station, {})
+            r = view.get(p.tag)
             if a is None or r is None:
                 continue
             raw = p.condition(r, a.in_alarm, snapshot_by_station)
@@ -1305,10 +1459,73 @@ def alarm_kpis(
     return AlarmKPIs(t0, t1, len(all_times), len(all_times) / hours, peak, top, chatter, stale, floods)
 
 
+class _FlatView(Mapping[str, Reading]):
+    """A by-station view read as one mapping keyed ``station:TAG`` (to build columns)."""
+
+    def __init__(self, view: Mapping[str, Mapping[str, Reading]]) -> None:
+        self._view = view
+
+    def __getitem__(self, key: str) -> Reading:
+        st, _, tag = key.partition(":")
+        return self._view[st][tag]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        st, _, tag = key.partition(":")
+        inner = self._view.get(st)
+        return default if inner is None else inner.get(tag, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return (f"{st}:{tag}" for st, inner in self._view.items() for tag in inner)
+
+    def __len__(self) -> int:
+        return sum(len(inner) for inner in self._view.values())
+
+
+class StationViews(Mapping[str, Mapping[str, Reading]]):
+    """An engine snapshot (plain tags for one station, ``station:TAG`` for several) seen by
+    station without copying it: what ``snapshot_view`` returns, built lazily."""
+
+    def __init__(self, snapshot: Mapping[str, Reading], stations: Sequence[str]) -> None:
+        self._snapshot = snapshot
+        self._stations = tuple(stations)
+        self._single = len(self._stations) == 1
+
+    def __getitem__(self, station: str) -> Mapping[str, Reading]:
+        if station not in self._stations:
+            raise KeyError(station)
+        return self._snapshot if self._single else _Prefixed(self._snapshot, station)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._stations)
+
+    def __len__(self) -> int:
+        return len(self._stations)
+
+
+class _Prefixed(Mapping[str, Reading]):
+    def __init__(self, snapshot: Mapping[str, Reading], station: str) -> None:
+        self._snapshot = snapshot
+        self._prefix = station + ":"
+
+    def __getitem__(self, tag: str) -> Reading:
+        return self._snapshot[self._prefix + tag]
+
+    def get(self, tag: str, default: Any = None) -> Any:
+        return self._snapshot.get(self._prefix + tag, default)
+
+    def __iter__(self) -> Iterator[str]:
+        n = len(self._prefix)
+        return (k[n:] for k in self._snapshot if k.startswith(self._prefix))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 def snapshot_view(snapshot: Mapping[str, Reading], stations: Sequence[str]) -> dict[str, dict[str, Reading]]:
     """Split an engine snapshot (plain tags for one station, ``station:TAG`` for several) by station."""
     if len(stations) == 1:
-        return {stations[0]: dict(snapshot)}
+        as_dict = getattr(snapshot, "as_dict", None)
+        return {stations[0]: as_dict() if as_dict is not None else dict(snapshot)}
     out: dict[str, dict[str, Reading]] = {s: {} for s in stations}
     for key, r in snapshot.items():
         st, _, tag = key.partition(":")

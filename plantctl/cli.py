@@ -33,6 +33,7 @@ _PLUGINS: list[tuple[str, str]] = [
     ("plantctl.procedure_cli", "add_cli"),
     ("plantctl.scenario_cli", "add_cli"),
     ("plantctl.auth", "add_cli"),
+    ("plantctl.certs", "add_cli"),
     ("plantctl.historian.report_cli", "add_cli"),
     ("plantctl.demo", "add_cli"),
 ]

@@ -16,6 +16,16 @@ the commands to write and the events to journal, in that order of urgency:
    procedure or operator that owns the next move);
 3. limit crossings of the I/O list's alarm limits, bypass and override expiry.
 
+``scan(..., trips_only=True)`` is step 1 alone: the runtime runs it the moment a
+fast-class signal changes, between two full scans, so a trip does not wait for
+the scan period; everything else keeps the period.
+
+Ten thousand signals a scan: the limit crossings and the alarm board's limit,
+digital and BAD checks run on arrays (``tags.Columns``, taken straight from the
+tag table's snapshot), one numpy expression per check for the whole site rather
+than a Python loop per signal; the arithmetic is the loop's, so the outcome is
+the same signal for signal.
+
 Operator requests (reset, bypass, override, force, manual command) enter
 through ``request()``, which checks the user's role on the server side and
 the two-person rule for critical actions, and answers accepted or refused;
@@ -29,16 +39,19 @@ tests possible.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .alarms import AlarmBoard, Priority, snapshot_view
+import numpy as np
+
+from .alarms import AlarmBoard, Priority, StationViews, snapshot_view
 from .interlocks import Bypass, Interlock, InterlockState, Override, TripState
 from .iolist import IOList, Kind, Signal
 from .journal import Event, EventKind
-from .tags import Quality, Reading
+from .tags import BOOL, INT, MISSING, Columns, Quality, Reading, columns_of
 
 Value = float | int | bool
 
@@ -144,6 +157,10 @@ _BANDS = ("LL", "L", "N", "H", "HH")
 
 
 class Engine:
+    # Below this many limited signals the limit crossings are checked one by one: the
+    # arrays pay only past a few dozen (docs/performance.md).
+    vector_min_signals = 64
+
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self.interlocks: dict[str, InterlockState] = {i.id: InterlockState(i) for i in config.interlocks}
@@ -165,6 +182,24 @@ class Engine:
             for sig in iol.signals
             if sig.kind is Kind.ANALOG_IN and sig.alarms
         ]
+        # the snapshot's keys in I/O-list order: the rows of the columns the checks run on
+        self._keys: tuple[str, ...] = tuple(keys(self._stations, config.iolists))
+        row = {k: i for i, k in enumerate(self._keys)}
+        lim = self._limited
+        self._lim_rows = np.array([row[self._key(st, sig.tag)] for st, sig in lim], dtype=np.intp)
+        self._lim = {
+            name: np.array([sig.alarms.get(name, math.nan) for _, sig in lim], dtype=np.float64)
+            for name in ("LL", "L", "H", "HH")
+        }
+        frac = config.limit_deadband_frac
+        self._lim_db = np.array([frac * (sig.range[1] - sig.range[0]) if sig.range else 0.0 for _, sig in lim])
+        self._lim_band = np.full(len(lim), _BANDS.index("N"), dtype=np.int8)
+        # each interlock with the snapshot keys of its members and arming conditions
+        self._interlock_inputs: list[tuple[InterlockState, tuple[tuple[str, str], ...]]] = [
+            (st, tuple((c.tag, self._key(st.spec.station, c.tag)) for c in (*st.spec.members, *st.spec.armed_when)))
+            for st in self.interlocks.values()
+        ]
+        self._interlock_keys: tuple[str, ...] = tuple(dict.fromkeys(k for _, ins in self._interlock_inputs for _, k in ins))
 
     # -- helpers ----------------------------------------------------------------
     def signal(self, station: str, tag: str) -> Signal:
@@ -238,16 +273,21 @@ class Engine:
         )
 
     # -- the scan ---------------------------------------------------------------
-    def scan(self, snapshot: Mapping[str, Reading], now: float, wall: float) -> ScanResult:
+    def scan(self, snapshot: Mapping[str, Reading], now: float, wall: float, *, trips_only: bool = False) -> ScanResult:
+        """One scan (see the module docstring); ``trips_only``: the interlocks alone."""
         result = ScanResult()
         # 1. interlocks: the trip path first
-        for st in self.interlocks.values():
+        prefetch = getattr(snapshot, "prefetch", None)
+        if prefetch is not None:
+            prefetch(self._interlock_keys)  # build the members' readings in one pass over the arrays
+        get = snapshot.get
+        for st, inputs in self._interlock_inputs:
             spec = st.spec
             view = {}
-            for c in (*spec.members, *spec.armed_when):
-                r = snapshot.get(self._key(spec.station, c.tag))
+            for tag, key in inputs:
+                r = get(key)
                 if r is not None:
-                    view[c.tag] = r
+                    view[tag] = r
             newly, bypassed_tripping = st.evaluate(view, now)
             if newly:
                 self._on_trip(st, now, wall, result)
@@ -266,12 +306,20 @@ class Engine:
             self._degraded_alarm(st, now, wall)
         result.commands.extend(self._cmd_outbox)
         self._cmd_outbox.clear()
-        # 2. verification of commands against their deadlines
-        self._verify(snapshot, now, wall)
-        # 3. limits (sequence-of-events record), ISA-18.2 alarms, expiry
-        self._limits(snapshot, now, wall)
-        self._outbox.extend(self.alarms.evaluate(snapshot_view(snapshot, self._stations), now, wall))
-        self._expire(now, wall)
+        if not trips_only:
+            # 2. verification of commands against their deadlines
+            self._verify(snapshot, now, wall)
+            # 3. limits (sequence-of-events record), ISA-18.2 alarms, expiry
+            if self._wants_columns():
+                cols = columns_of(snapshot, self._keys)
+                self._limits(snapshot, now, wall, cols)
+                views: Mapping[str, Mapping[str, Reading]] = StationViews(snapshot, self._stations)
+            else:  # a small site: signal by signal, on plain dicts
+                cols = None
+                self._limits(snapshot, now, wall)
+                views = snapshot_view(snapshot, self._stations)
+            self._outbox.extend(self.alarms.evaluate(views, now, wall, columns=cols))
+            self._expire(now, wall)
         result.events.extend(self._outbox)
         self._outbox.clear()
         return result
@@ -339,6 +387,10 @@ class Engine:
     def _degraded_alarm(self, st: InterlockState, now: float, wall: float) -> None:
         vote = st.last_vote
         blind_id = f"{st.spec.id}:blind"
+        aid = f"{st.spec.id}:degraded"
+        alarms = self.alarms.alarms
+        if (vote is None or (not vote.blind and vote.degraded == 0)) and blind_id not in alarms and aid not in alarms:
+            return  # healthy and nothing to clear: the common case, every scan, every interlock
         if vote is not None and vote.blind:
             self._outbox.extend(
                 self.alarms.raise_(
@@ -354,7 +406,6 @@ class Engine:
             )
         else:
             self._outbox.extend(self.alarms.clear(blind_id, now, wall))
-        aid = f"{st.spec.id}:degraded"
         if vote is not None and vote.degraded > 0:
             self._outbox.extend(
                 self.alarms.raise_(
@@ -425,19 +476,67 @@ class Engine:
             return "failed"
         return "verified"
 
-    def _limits(self, snapshot: Mapping[str, Reading], now: float, wall: float) -> None:
+    def _limits(self, snapshot: Mapping[str, Reading], now: float, wall: float, cols: Columns | None = None) -> None:
+        """Limit crossings (LL, L, N, H, HH with hysteresis towards normal), on arrays: the
+        band logic of ``_band`` for every limited signal at once."""
+        if not self._limited:
+            return
+        if len(self._limited) < self.vector_min_signals:
+            self._limits_one_by_one(snapshot, now, wall)
+            return
+        if cols is None:
+            cols = columns_of(snapshot, self._keys)
+        rows = self._lim_rows
+        v = cols.value[rows]
+        vtype = cols.vtype[rows]
+        judged = (vtype != MISSING) & (vtype <= INT) & (cols.quality[rows] != int(Quality.BAD))
+        judged &= vtype != BOOL
+        old = self._lim_band
+        db = self._lim_db
+        lim = self._lim
+        with np.errstate(invalid="ignore"):
+            past_ll = v <= lim["LL"] + np.where(old <= 0, db, 0.0)
+            past_l = v <= lim["L"] + np.where(old <= 1, db, 0.0)
+            past_h = v >= lim["H"] - np.where(old >= 3, db, 0.0)
+            past_hh = v >= lim["HH"] - np.where(old >= 4, db, 0.0)
+        # first match of LL, HH, L, H (as _band tries them), else N
+        band = np.where(past_ll, 0, np.where(past_hh, 4, np.where(past_l, 1, np.where(past_h, 3, 2)))).astype(np.int8)
+        moved = np.flatnonzero(judged & (band != old))
+        for i in moved.tolist():
+            station, sig = self._limited[i]
+            r = snapshot[self._key(station, sig.tag)]
+            before, after = _BANDS[old[i]], _BANDS[band[i]]
+            self._limit_band[(station, sig.tag)] = after
+            self._outbox.append(
+                Event(
+                    EventKind.LIMIT_CROSSING,
+                    now,
+                    wall,
+                    station,
+                    "limits",
+                    "",
+                    "",
+                    {"tag": sig.tag, "from": before, "to": after, "value": round(float(r.value), 4), "units": sig.units},
+                )
+            )
+        old[moved] = band[moved]
+
+    def _wants_columns(self) -> bool:
+        return len(self._limited) >= self.vector_min_signals or bool(self.alarms._vector.points)
+
+    def _limits_one_by_one(self, snapshot: Mapping[str, Reading], now: float, wall: float) -> None:
+        """``_limits`` for a few signals: the same band logic, signal by signal."""
         frac = self.config.limit_deadband_frac
-        for station, sig in self._limited:
-            r = self.reading(snapshot, station, sig.tag)
+        for i, (station, sig) in enumerate(self._limited):
+            r = snapshot.get(self._key(station, sig.tag))
             if r is None or r.quality is Quality.BAD or isinstance(r.value, bool):
                 continue
-            key = (station, sig.tag)
-            old = self._limit_band.get(key, "N")
+            old = _BANDS[self._lim_band[i]]
             assert sig.range is not None
-            db = frac * (sig.range[1] - sig.range[0])
-            band = _band(float(r.value), sig.alarms, old, db)
+            band = _band(float(r.value), sig.alarms, old, frac * (sig.range[1] - sig.range[0]))
             if band != old:
-                self._limit_band[key] = band
+                self._lim_band[i] = _BANDS.index(band)
+                self._limit_band[(station, sig.tag)] = band
                 self._outbox.append(
                     Event(
                         EventKind.LIMIT_CROSSING,

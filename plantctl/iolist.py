@@ -367,7 +367,9 @@ def load_io_list(path: str | Path) -> IOList:
             if not isinstance(v, dict) or "tag" not in v:
                 errors.append(_fmt(p, fline, sig.tag, f"feedback.{fk} must be {{tag: ..., value: ...}}"))
                 continue
-            if v["tag"] not in seen_tags:
+            if not isinstance(v["tag"], str):  # a list or a mapping cannot even be looked up
+                errors.append(_fmt(p, fline, sig.tag, f"feedback.{fk}.tag must be a tag name, not {v['tag']!r}"))
+            elif v["tag"] not in seen_tags:
                 errors.append(_fmt(p, fline, sig.tag, f"feedback.{fk} names unknown tag {v['tag']}"))
             w = v.get("within_s")
             if w is not None and (not isinstance(w, int | float) or w <= 0):

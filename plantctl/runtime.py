@@ -10,9 +10,26 @@ This module is the I/O shell around the sans-I/O engine. Each scan:
    path first: nothing below can delay a command);
 4. append the scan's events to the journal in one group commit, on the
    journal's own thread, so the fsync never blocks the event loop; only then
-   are they published to subscribers (HMI, historian): durable first;
+   are they published to subscribers (HMI, historian): durable first. The loop
+   does not wait for that commit: the next trip scan may start while the disk
+   is still busy (commits stay one at a time, in scan order);
 5. record the scan time; a scan that ends after the next period started is an
    overrun, counted and reported.
+
+Between two periodic scans the loop is not deaf. A change (value or quality) of
+a *trigger* signal wakes it at once for a trip scan: the interlocks alone
+(``Engine.scan(trips_only=True)``), their commands on the wire, their events
+journaled by the same group commit; alarms, procedures and the historian wait
+for the next periodic scan, whose timing the trip scan does not move. Trigger
+signals are the cause-and-effect members (and arming conditions) that belong to
+their station's ``fast`` scan class: for Modbus the class the site file gives
+(``scan_classes``/``scan_rules``, polled on its own period by the driver), for
+other drivers the tags the default scan rules call fast (gas and fire
+detectors, ESD limit switches...). So a detector polled every 10 ms trips within
+one poll, while ten thousand slow tags are read and checked every 100 ms.
+
+A Modbus driver hands the table whole decoded blocks (``on_columns_for``): no
+per-signal object on the hot path (plantctl.tags explains the columns).
 
 A journal that cannot write (disk full) raises a top-priority alarm and the
 controller keeps protecting; the events of that scan are kept in memory and
@@ -25,6 +42,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import itertools
 import logging
 import os
 import ssl
@@ -34,6 +53,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
+
 from .alarms import Priority
 from .clock import Clock, yield_to_loop
 from .engine import Command, Engine, EngineConfig, ScanResult
@@ -42,7 +63,7 @@ from .fieldbus.base import Driver
 from .historian.base import Historian, Point, historian_alarms, points_from_snapshot
 from .journal import Event, EventKind, InvalidEvent, Journal
 from .site import Site
-from .tags import Reading, TagTable
+from .tags import BOOL, CodeArray, FloatArray, IndexArray, Reading, TableSnapshot, TagTable
 
 log = logging.getLogger("plantctl.runtime")
 
@@ -62,6 +83,9 @@ class ScanStats:
     last_ms: float = 0.0
     max_ms: float = 0.0
     recent_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+    trip_scans: int = 0  # scans run at once on a change of a trigger signal
+    recent_trip_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+    recent_commit_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))  # scan end -> durable
 
     def percentile(self, p: float) -> float:
         if not self.recent_ms:
@@ -115,32 +139,111 @@ class Controller:
         self.subscribers: list[Subscriber] = []
         self._unjournaled: list[Event] = []
         self._journal_exec = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        # The historian has a thread of its own: ten thousand points a second take it longer
+        # than a scan period, and a scan's journal commit must never queue behind them.
+        self._hist_exec = ThreadPoolExecutor(max_workers=1, thread_name_prefix="historian")
         self._write_tasks: set[asyncio.Task[None]] = set()
+        self._commits: set[asyncio.Task[None]] = set()  # journal commits the scan loop did not wait for
+        self._commit_lock = asyncio.Lock()
         self._retry: list[Command] = []
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.drivers: dict[str, Driver] = dict(drivers or {})
+        self._wake = asyncio.Event()  # a trigger signal changed: run a trip scan now
+        self._heap_frozen = False
+        self._trigger_mask = np.zeros(len(self.table.keys_tuple), dtype=np.bool_)
+        self._trigger_keys: frozenset[str] = frozenset()
         factory = driver_factory or default_driver_factory
         for name in site.stations:
             if name not in self.drivers:
                 self.drivers[name] = factory(self, name)
+        self._set_triggers()
+
+    def _set_triggers(self) -> None:
+        """The trigger signals: cause-and-effect inputs of each station's fast class."""
+        from .fieldbus.modbus import DEFAULT_SCAN_RULES, FAST_CLASS, scan_class_of
+
+        keys: set[str] = set()
+        for name, iol in self.site.iolists.items():
+            cause = {c.tag for il in self.site.interlocks if il.station == name for c in (*il.members, *il.armed_when)}
+            classes = getattr(self.drivers.get(name), "classes", None)
+            if isinstance(classes, dict):
+                fast = set(classes[FAST_CLASS].tags) if FAST_CLASS in classes else set()
+            else:
+                fast = {s.tag for s in iol.signals if scan_class_of(s, DEFAULT_SCAN_RULES, (FAST_CLASS,)) == FAST_CLASS}
+            keys.update(self.key(name, tag) for tag in cause & fast)
+        self._trigger_keys = frozenset(keys)
+        self._trigger_mask[:] = False
+        if keys:
+            self._trigger_mask[self.table.index(sorted(keys))] = True
+
+    @property
+    def trigger_keys(self) -> frozenset[str]:
+        """Signals whose change runs a trip scan at once (see the module docstring)."""
+        return self._trigger_keys
 
     # -- keys and callbacks -------------------------------------------------------
     def key(self, station: str, tag: str) -> str:
         return f"{station}:{tag}" if self.multi else tag
 
     def on_readings_for(self, station: str) -> Callable[[list[tuple[str, Reading]]], None]:
+        keys = {s.tag: self.key(station, s.tag) for s in self.site.stations[station].iolist.signals}
+        table = self.table
+
         def on_readings(items: list[tuple[str, Reading]]) -> None:
+            triggers = self._trigger_keys
+            wake = False
             for tag, r in items:
-                k = self.key(station, tag)
-                if k in self.table:
-                    self.table.update(k, r)
+                k = keys.get(tag)
+                if k is None:
+                    k = self.key(station, tag)
+                    if k not in table:
+                        continue
+                if triggers and not wake and k in triggers:
+                    old = table[k]
+                    wake = old.quality is not r.quality or old.value != r.value
+                table.update(k, r)
+            if wake:
+                self._wake.set()
 
         return on_readings
+
+    def on_columns_for(self, station: str) -> Callable[[tuple[str, ...], FloatArray, CodeArray, CodeArray,
+                                                        CodeArray, float], None]:
+        """The callback a Modbus driver hands each decoded block to (plantctl.fieldbus.modbus)."""
+        table = self.table
+        # per block (keyed by its tags tuple, which lives as long as the driver): the table rows,
+        # the block positions that are in the table (None: all), and the positions of trigger signals
+        plans: dict[int, tuple[tuple[str, ...], IndexArray, IndexArray | None, IndexArray | None]] = {}
+
+        def plan(tags: tuple[str, ...]) -> tuple[tuple[str, ...], IndexArray, IndexArray | None, IndexArray | None]:
+            keys = [self.key(station, tag) for tag in tags]
+            known = [i for i, k in enumerate(keys) if k in table]
+            sel = None if len(known) == len(keys) else np.array(known, dtype=np.intp)
+            rows = table.index([keys[i] for i in known])
+            trig = np.flatnonzero(self._trigger_mask[rows])
+            return tags, rows, sel, (trig if trig.size else None)
+
+        def on_columns(tags: tuple[str, ...], value: FloatArray, vtype: CodeArray, quality: CodeArray,
+                       reason: CodeArray, t: float) -> None:
+            hit = plans.get(id(tags))
+            if hit is None or hit[0] is not tags:
+                hit = plans[id(tags)] = plan(tags)
+            _, rows, sel, trig = hit
+            if sel is not None:
+                value, vtype, quality, reason = value[sel], vtype[sel], quality[sel], reason[sel]
+            if trig is not None and table.changed(rows[trig], value[trig], quality[trig]):
+                self._wake.set()
+            table.update_columns(rows, value, vtype, quality, reason, t)
+
+        return on_columns
 
     def on_link_for(self, station: str) -> Callable[[bool, float, str], None]:
         def on_link(up: bool, t: float, detail: str) -> None:
             self.engine.link_changed(station, up, t, self.clock.wall(), detail)
+            if up and not self._heap_frozen and all(self.engine.link_up.get(n) for n in self.site.stations):
+                self._heap_frozen = True
+                freeze_heap()  # and once more with the sessions built (OPC-UA keeps a lot)
 
         return on_link
 
@@ -194,6 +297,7 @@ class Controller:
                 log.info("restored %d running procedure(s) from the journal", len(restored))
         for drv in self.drivers.values():
             await drv.start()
+        freeze_heap()
         self._task = asyncio.create_task(self._loop(), name="plantctl-scan")
 
     async def stop(self) -> None:
@@ -208,12 +312,20 @@ class Controller:
             t.cancel()
         if self._write_tasks:
             await asyncio.gather(*self._write_tasks, return_exceptions=True)
-        if self._unjournaled:
+        if self._commits:  # the loop's last commits, in order, before the journal's thread goes
+            await asyncio.gather(*list(self._commits), return_exceptions=True)
+        self._journal_exec.shutdown(wait=True)  # a write in flight ends before the last one
+        self._hist_exec.shutdown(wait=True)
+        # what no scan will journal now: a failed batch, and events noted since the last scan
+        # (operator actions, alarm changes such as the journal:write clear)
+        take = getattr(self.procedures, "take_events", None)
+        pending = self._unjournaled + self.engine.take_events() + (take() if take is not None else [])
+        if pending:
             with contextlib.suppress(PlantctlError):
-                self.journal.append_many(self._unjournaled)
-        self._journal_exec.shutdown(wait=True)
+                self.journal.append_many(pending)
         if self.historian is not None:
             self.historian.close()
+        gc.unfreeze()  # what start() froze is ordinary garbage again once the controller is gone
 
     async def __aenter__(self) -> Controller:
         await self.start()
@@ -227,7 +339,7 @@ class Controller:
         next_t = self.clock.now()
         while not self._stop.is_set():
             started = self.clock.now()
-            await self.scan_once(started)
+            await self.scan_once(started, wait_commit=False)
             took = self.clock.now() - started
             self.stats.scans += 1
             self.stats.last_ms = took * 1000.0
@@ -238,10 +350,53 @@ class Controller:
             if now > next_t:
                 self.stats.overruns += 1
                 next_t = now  # do not try to catch up with a burst of scans
-            await self.clock.sleep_until(next_t)
+            await self._wait(next_t)
 
-    async def scan_once(self, now: float) -> ScanResult:
+    async def _wait(self, deadline: float) -> None:
+        """Sleep until the next periodic scan; run a trip scan at each trigger change meanwhile."""
+        sleeper = asyncio.ensure_future(self.clock.sleep_until(deadline))
+        waker: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                waker = asyncio.ensure_future(self._wake.wait())
+                done, _ = await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
+                if waker not in done:
+                    return
+                started = self.clock.now()
+                await self.scan_trips(started, wait_commit=False)
+                took_ms = (self.clock.now() - started) * 1000.0
+                self.stats.trip_scans += 1
+                self.stats.recent_trip_ms.append(took_ms)
+                if sleeper.done():
+                    return
+        finally:
+            for fut in (sleeper, waker):
+                if fut is not None and not fut.done():
+                    fut.cancel()
+
+    async def scan_trips(self, now: float, *, wait_commit: bool = True) -> ScanResult:
+        """The trip path alone, between two periodic scans: interlocks, their commands, their events.
+        ``wait_commit=False`` (the scan loop): return once the commands are out, the journal
+        commit going on in the background (see ``_commit``)."""
         wall = self.clock.wall()
+        self._wake.clear()  # a change after this snapshot wakes the loop again
+        snapshot = self.table.snapshot(now)
+        result = self.engine.scan(snapshot, now, wall, trips_only=True)
+        for proc_id, reason in result.start_procedures:
+            if self.procedures is not None:
+                self.procedures.start(proc_id, reason, now, wall)
+        for cmd in result.commands:
+            self._dispatch(cmd, now)
+        if result.commands:
+            await yield_to_loop()  # the writes reach the socket before the journal starts its fsync
+        await self._commit(result.events, wait_commit)
+        return result
+
+    async def scan_once(self, now: float, *, wait_commit: bool = True) -> ScanResult:
+        """One periodic scan. ``wait_commit=False`` (the scan loop): return once the commands
+        are out; the journal commit (and then the historian sample) go on in the background."""
+        wall = self.clock.wall()
+        self._wake.clear()  # this scan sees every change so far; a later one wakes the loop again
         snapshot = self.table.snapshot(now)
         result = self.engine.scan(snapshot, now, wall)
         for proc_id, reason in result.start_procedures:
@@ -263,14 +418,37 @@ class Controller:
             self._dispatch(cmd, now)
         if retry or result.commands:
             await yield_to_loop()  # the writes reach the socket before the journal starts its fsync
-        # 4. durable, then published; the historian samples at its own period
-        hist_points: list[Point] = []
-        if self.historian is not None and now >= self._hist_next:
+        # 4. durable, then published; the historian samples at its own period, on its own
+        # thread (the snapshot is immutable: the points are made there, off the event loop),
+        # once this scan's commit is done, so that the two threads do not contend for it
+        sample = self.historian is not None and now >= self._hist_next
+        if sample and self.historian is not None:
             self._hist_next = now + self._hist_period
-            hist_points = points_from_snapshot("", snapshot, wall)
             result.events.extend(historian_alarms(self.engine.alarms, self.historian.status(), now, wall))
-        await self._journal(result.events, hist_points)
+        await self._commit(result.events, wait_commit, (snapshot, wall) if sample else None)
         return result
+
+    async def _commit(self, events: list[Event], wait: bool, sample: tuple[Any, float] | None = None) -> None:
+        """Journal a scan's events (then let the historian sample its snapshot).
+
+        The scan loop does not wait for the commit: a trip found while the disk is busy with
+        the previous scan's fsync must not wait for it. Commits still happen one at a time,
+        in scan order (``_commit_lock``), each durable before it is published."""
+
+        async def commit() -> None:
+            t0 = self.clock.now()
+            async with self._commit_lock:
+                await self._journal(events)
+            self.stats.recent_commit_ms.append((self.clock.now() - t0) * 1000.0)
+            if sample is not None and self.historian is not None:
+                asyncio.get_running_loop().run_in_executor(self._hist_exec, _record_snapshot, self.historian, *sample)
+
+        if wait:
+            await commit()
+            return
+        task = asyncio.create_task(commit(), name="journal commit")
+        self._commits.add(task)
+        task.add_done_callback(self._commits.discard)
 
     def _dispatch(self, cmd: Command, now: float) -> None:
         drv = self.drivers.get(cmd.station)
@@ -305,9 +483,9 @@ class Controller:
         batch = self._unjournaled + events
         loop = asyncio.get_running_loop()
         if points and self.historian is not None:
-            # same worker thread as the journal: never blocks the scan's event loop
+            # the historian's own thread: never blocks the scan's event loop, nor the journal
             hist = self.historian
-            loop.run_in_executor(self._journal_exec, _record_quietly, hist, points)
+            loop.run_in_executor(self._hist_exec, _record_quietly, hist, points)
         if not batch:
             return
         try:
@@ -319,15 +497,17 @@ class Controller:
             if batch:
                 return
         except PlantctlError as exc:
-            # Keep protecting; keep the events; tell the operator loudly.
+            # Keep protecting; keep the events; tell the operator loudly (the log once per
+            # outage: a line every scan would only fill the full disk faster).
             self._unjournaled = batch
             now = self.clock.now()
+            if not self.engine.alarms.is_active("journal:write"):
+                log.error("journal write failed: %s", exc)
             self.engine.note_many(
                 self.engine.alarms.raise_(
                     "journal:write", f"journal cannot write: {exc}", Priority.CRITICAL, now, self.clock.wall(), "", "journal"
                 )
             )
-            log.error("journal write failed: %s", exc)
             return
         self._unjournaled = []
         if self.engine.alarms.is_active("journal:write"):
@@ -357,6 +537,48 @@ class Controller:
         return []
 
 
+def freeze_heap() -> None:
+    """Move every object alive now out of the garbage collector's sight (``gc.freeze``).
+
+    The libraries, the site, the I/O lists and the sessions live as long as the process;
+    left in the oldest generation, each full collection walks them all, which stops the
+    event loop for tens of milliseconds (measured: 40-50 ms with asyncua loaded) and a
+    trip would wait for it. Called at start-up and once every link is up; garbage made
+    later is collected as usual, and ``Controller.stop`` unfreezes everything."""
+    gc.collect()
+    gc.freeze()
+
+
+def snapshot_points(snapshot: Any, wall: float) -> list[Point]:
+    """``points_from_snapshot`` of a whole scan, read straight off a table snapshot's columns
+    when it has them (the same points, without building a reading per tag)."""
+    if isinstance(snapshot, TableSnapshot) and snapshot.has_columns:
+        keys = snapshot.keys_tuple
+        cols = snapshot.columns_for(keys)
+        if not (cols.vtype > BOOL).any():  # every value a float, int or bool
+            split = _SPLIT.get(id(keys))
+            if split is None or split[0] is not keys:
+                parts = [k.partition(":") for k in keys]
+                split = _SPLIT[id(keys)] = (keys, [p[0] if p[1] else "" for p in parts],
+                                            [p[2] if p[1] else p[0] for p in parts])
+            _, stations, tags = split
+            return list(map(Point, stations, tags, itertools.repeat(wall), cols.value.tolist(),
+                            cols.quality.tolist()))
+    return points_from_snapshot("", snapshot, wall)
+
+
+_SPLIT: dict[int, tuple[tuple[str, ...], list[str], list[str]]] = {}  # key order -> stations, tags
+
+
+def _record_snapshot(hist: Historian, snapshot: Any, wall: float) -> None:
+    try:
+        points = snapshot_points(snapshot, wall)
+    except Exception:  # never stop a scan  # noqa: BLE001
+        log.exception("historian sampling failed")
+        return
+    _record_quietly(hist, points)
+
+
 def _record_quietly(hist: Historian, points: list[Point]) -> None:
     try:
         hist.record(points)
@@ -368,12 +590,15 @@ def default_driver_factory(ctrl: Controller, name: str) -> Driver:
     st = ctrl.site.stations[name]
     opts = dict(st.plc.options)
     if st.plc.protocol == "modbus":
-        from .fieldbus.modbus import ModbusDriver
+        from .fieldbus.modbus import DEFAULT_SCAN_RULES, ModbusDriver
 
         tls = None
         if opts.get("tls_cert"):
             tls = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=opts.get("tls_ca"))
             tls.load_cert_chain(opts["tls_cert"], opts.get("tls_key"))
+        classes = dict(opts.get("scan_classes") or {})
+        default_ms = classes.pop("default", opts["period_ms"])
+        rules = opts.get("scan_rules")
         return ModbusDriver(
             st.iolist,
             opts["host"],
@@ -383,8 +608,11 @@ def default_driver_factory(ctrl: Controller, name: str) -> Driver:
             ctrl.on_link_for(name),
             unit_id=opts.get("unit_id"),
             timeout=float(opts["timeout_s"]),
-            period=opts["period_ms"] / 1000.0,
+            period=default_ms / 1000.0,
             tls=tls,
+            scan_classes={k: v / 1000.0 for k, v in classes.items()} or None,
+            scan_rules=tuple(rules.items()) if rules else DEFAULT_SCAN_RULES,
+            on_columns=ctrl.on_columns_for(name),
         )
     if st.plc.protocol == "opcua":
         from .fieldbus.opcua import OpcUaDriver

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError
 from .interlocks import Condition, Effect, Interlock, Op
@@ -37,6 +37,27 @@ class _Modbus(BaseModel):
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_ca: str | None = None
+    # Scan classes (docs/site-files.md): class name -> poll period in ms, each class polled on
+    # its own; ``default`` is the class of every signal no rule names (period_ms when absent).
+    scan_classes: dict[str, int] | None = None
+    # Tag prefix -> class, first match wins (absent: detectors, ESD limit switches, fire and
+    # flow switches are ``fast``: plantctl.fieldbus.modbus.DEFAULT_SCAN_RULES).
+    scan_rules: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _classes(self) -> _Modbus:
+        classes = self.scan_classes or {}
+        for name, ms in classes.items():
+            if not 1 <= ms <= 60_000:
+                raise ValueError(f"scan_classes.{name}: {ms} ms is outside 1..60000")
+        if "default" in classes and "period_ms" in self.model_fields_set and classes["default"] != self.period_ms:
+            raise ValueError(f"period_ms {self.period_ms} and scan_classes.default {classes['default']} disagree: "
+                             "give the default period once")
+        for prefix, name in (self.scan_rules or {}).items():
+            if name != "default" and name not in classes:
+                raise ValueError(f"scan_rules.{prefix}: class {name!r} is not in scan_classes "
+                                 f"({', '.join(sorted(classes)) or 'none given'})")
+        return self
 
 
 class _OpcUa(BaseModel):

@@ -40,7 +40,8 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, str | int | float | bool):
-            raise ConfigError(f"<yaml>:{key_node.start_mark.line + 1}: mapping key must be a scalar")
+            # a marked YAML error, so that load_yaml names the file (not "<yaml>") and the line
+            raise yaml.constructor.ConstructorError(None, None, "mapping key must be a scalar", key_node.start_mark)
         skey = str(key).lower() if isinstance(key, bool) else str(key)
         if skey in out:
             raise yaml.constructor.ConstructorError(
@@ -86,8 +87,15 @@ def load_yaml(path: Path) -> Any:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 0
         raise ConfigError(f"{path}:{line}: yaml: {exc.problem or exc}") from exc
+    except yaml.reader.ReaderError as exc:
+        # a character YAML refuses (NUL, a control character): no mark, but a position in the text
+        line = text.count("\n", 0, exc.position) + 1
+        ch = exc.character
+        what = f"#x{ch:04x}" if isinstance(ch, int) else repr(ch)
+        raise ConfigError(f"{path}:{line}: yaml: unacceptable character {what}: {exc.reason}") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: yaml: {exc}") from exc
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{path}:1: yaml: {first}") from exc
 
 
 def line_of(root: Any, loc: Sequence[str | int]) -> int:

@@ -28,7 +28,9 @@ snapshot and pass writes to the model. (pymodbus 4 removes that path: port it to
   protocol id other than 0 or a length field outside 2..254 (unit id + the
   largest PDU), or more unframed bytes than pymodbus buffers, therefore closes
   that connection; the client reconnects in step.
-  A request that frames correctly but does not decode gets an exception answer.
+  A request that frames correctly but does not decode gets an exception answer. Requests
+  pipelined in one segment are answered one after the other (pymodbus alone parses one frame
+  per receive and would leave the rest waiting for the client's next segment).
 - Only the I/O list's unit id is served; another one gets exception 0x0B
   (gateway target failed to respond), like a gateway with no such slave.
 - Link drop (fault F-X01): when the plant takes the station's link DOWN the
@@ -206,6 +208,16 @@ class _GuardedHandler(ServerRequestHandler):
             self.close()
             return
         super().datagram_received(data, addr)
+
+    async def handle_request(self) -> None:
+        # pymodbus parses one frame per receive, and sending the answer empties the receive buffer
+        # (a client's habit): requests pipelined in one TCP segment would be lost. A PLC answers
+        # each, so keep what followed this request and go on with it.
+        pending = self.recv_buffer
+        await super().handle_request()  # type: ignore[no-untyped-call]
+        if pending and not self.recv_buffer and self.transport:
+            self.recv_buffer = pending
+            self.datagram_received(b"", None)
 
 
 class _TcpServer(ModbusTcpServer):

@@ -89,6 +89,39 @@ async def ensure_client_certificate(
     return cert, key
 
 
+class _RedactSecrets(logging.Filter):
+    """Takes the OPC-UA passwords out of asyncua's request log.
+
+    asyncua logs every request it sends at DEBUG, ActivateSession included; inside a
+    SignAndEncrypt channel the server asks for the password token unencrypted (the channel is),
+    so that log line holds the password in clear. Whoever turns DEBUG on to diagnose a PLC link
+    must not find the password in the log. A logger's filters run only when the record is logged
+    at all, so this costs nothing unless DEBUG is on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def add(self, secret: str) -> None:
+        if secret:
+            self.secrets.update({secret, repr(secret.encode())[2:-1]})  # as text, and as bytes print it
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            text = record.getMessage()
+            if any(s in text for s in self.secrets):
+                for s in sorted(self.secrets, key=len, reverse=True):
+                    text = text.replace(s, "***")
+                record.msg, record.args = text, None
+        return True
+
+
+_REDACT = _RedactSecrets()
+for _name in ("asyncua.client.ua_client.UASocketProtocol", "asyncua.client.ua_client.UaClient",
+              "asyncua.client.client"):
+    logging.getLogger(_name).addFilter(_REDACT)
+
+
 class OpcUaSecurity(StrEnum):
     BASIC256SHA256_SIGN_AND_ENCRYPT = "Basic256Sha256_SignAndEncrypt"
     NONE = "None"
@@ -188,6 +221,7 @@ class OpcUaDriver:
         self.url = url
         self.user = user
         self._password = password
+        _REDACT.add(password)
         self.cert_dir = Path(cert_dir)
         self.server_cert = Path(server_cert) if server_cert is not None else None
         self.security = OpcUaSecurity(security)
