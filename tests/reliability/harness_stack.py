@@ -91,9 +91,9 @@ async def run_stack(args: argparse.Namespace) -> None:
         starts: deque[float] = deque(maxlen=20_000)
         real_scan = ctrl.scan_once
 
-        async def timed_scan(now: float) -> Any:
+        async def timed_scan(now: float, **kw: Any) -> Any:
             starts.append(time.monotonic())
-            return await real_scan(now)
+            return await real_scan(now, **kw)
 
         ctrl.scan_once = timed_scan  # type: ignore[method-assign]
         app = create_app(ctrl, UserStore.load(args.users), sim_api_url=sim.http_url)
