@@ -236,15 +236,9 @@ class TableSnapshot(Mapping[str, Reading]):
         if self._value is None or self._vtype is None or self._quality is None or self._t is None:
             return
         assert self._reason is not None
-        hit = self._gather.get(id(keys))
-        if hit is None or hit[0] is not keys:
-            hit = (keys, np.array([i for i in (self._index.get(k) for k in keys) if i is not None], dtype=np.intp))
-            self._gather[id(keys)] = hit
-        rows = hit[1]
-        if rows is None:
-            rows = np.arange(len(self._keys), dtype=np.intp)
+        rows = self._rows(keys)
         obj = self._obj
-        need = [i for i in rows.tolist() if obj[i] is None]
+        need = [i for i in (range(len(obj)) if rows is None else rows.tolist()) if i >= 0 and obj[i] is None]
         if not need:
             return
         idx = np.array(need, dtype=np.intp)
@@ -283,19 +277,21 @@ class TableSnapshot(Mapping[str, Reading]):
         """The arrays came with the snapshot (a table that keeps its columns)."""
         return self._value is not None
 
+    def _rows(self, keys: tuple[str, ...]) -> IndexArray | None:
+        """The table row of each key (-1: not in the table); None when ``keys`` is the table's
+        own order. Cached with the table, per key tuple (held, so its id stays its own)."""
+        hit = self._gather.get(id(keys))
+        if hit is None or hit[0] is not keys:
+            rows = None if keys == self._keys else np.array([self._index.get(k, -1) for k in keys], dtype=np.intp)
+            hit = (keys, rows)
+            self._gather[id(keys)] = hit
+        return hit[1]
+
     def columns_for(self, keys: tuple[str, ...]) -> Columns:
         """The columns in the order of ``keys``; rows of keys this table lacks are MISSING."""
         if self._value is None or self._vtype is None or self._quality is None or self._reason is None:
             return _columns_from(self, keys)
-        hit = self._gather.get(id(keys))
-        if hit is None or hit[0] is not keys:
-            if keys == self._keys:
-                rows: IndexArray | None = None
-            else:
-                rows = np.array([self._index.get(k, -1) for k in keys], dtype=np.intp)
-            hit = (keys, rows)
-            self._gather[id(keys)] = hit
-        rows = hit[1]
+        rows = self._rows(keys)
         if rows is None:
             return Columns(keys, self._value, self._vtype, self._quality, self._reason)
         missing = rows < 0

@@ -270,3 +270,16 @@ def test_block_decoder_keeps_the_live_zero_check_where_the_round_trip_is_not_exa
             assert got == want, (sig.tag, raw, got, want)
         fired += not odd.raw_faulted(raw) and quality[0] == int(Quality.BAD)
     assert fired  # the round-trip check did turn some in-band counts BAD
+
+
+def test_prefetch_builds_the_same_readings_as_one_by_one() -> None:
+    table = TagTable(["A", "B", "C"], t0=0.0)
+    rows = table.index(["A", "B", "C"])
+    table.update_columns(rows, np.array([1.5, 1.0, 3.0]), np.array([0, 2, 1], dtype=np.int8),
+                         np.array([2, 1, 0], dtype=np.int8), np.array([0, 3, 4], dtype=np.int8), 5.0)
+    one, many = table.snapshot(5.0), table.snapshot(5.0)
+    many.prefetch(("C", "nope", "A"))
+    for k in ("A", "B", "C"):
+        assert many[k] == one[k] and type(many[k].value) is type(one[k].value)
+    assert one["A"] == Reading(1.5, Quality.GOOD, 5.0) and one["B"] == Reading(True, Quality.UNCERTAIN, 5.0, REASONS[3])
+    assert one["C"] == Reading(3, Quality.BAD, 5.0, REASONS[4])
