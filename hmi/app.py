@@ -309,6 +309,10 @@ class Hmi:
         return out
 
 
+# A journal sequence number is an SQLite INTEGER: a bigger one in a query is a 422, not a crash.
+SEQ_MAX = 2**63 - 1
+
+
 def _address(request: Request | WebSocket) -> str:
     return request.client.host if request.client else ""
 
@@ -940,7 +944,8 @@ def create_app(
 
     @route("GET", "/api/journal", Perm.VIEW)
     async def journal(kinds: str | None = None, station: str | None = None, user: str | None = None,
-                      text: str | None = None, since_seq: int = 0, before_seq: int | None = None,
+                      text: str | None = None, since_seq: int = Query(0, ge=0, le=SEQ_MAX),
+                      before_seq: int | None = Query(None, ge=0, le=SEQ_MAX),
                       limit: int = Query(200, ge=1, le=5000)) -> dict[str, Any]:
         """Journal records, newest first, filtered by kinds (comma-separated), station, user and text."""
         recs = await run_in_threadpool(_filtered, kinds, station, user, text, since_seq, before_seq, limit)
@@ -949,7 +954,8 @@ def create_app(
 
     @route("GET", "/api/journal/export", Perm.VIEW)
     async def journal_export(format: str = "csv", kinds: str | None = None, station: str | None = None,
-                             user: str | None = None, text: str | None = None, since_seq: int = 0) -> Response:
+                             user: str | None = None, text: str | None = None,
+                             since_seq: int = Query(0, ge=0, le=SEQ_MAX)) -> Response:
         """The journal as CSV or JSON lines, with hashes (plantctl.journal.export when unfiltered)."""
         if format not in ("csv", "jsonl"):
             raise HTTPException(400, "format must be csv or jsonl")

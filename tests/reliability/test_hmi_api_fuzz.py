@@ -19,6 +19,7 @@ users file is byte-for-byte the same, and no session or pending confirmation app
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import warnings
 from collections.abc import Iterator
@@ -95,8 +96,14 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     r.ctrl.journal.close()
 
 
+_ADDRESSES = itertools.count(1)
+
+
 def _login(rig: Rig, role: str) -> tuple[TestClient, str]:
-    c = TestClient(rig.app, base_url="http://testserver")
+    # each session from an address of its own: the fuzzed logins fail by the hundred, and the
+    # HMI (rightly) locks an address after a few failures (tests/hmi/test_security.py)
+    n = next(_ADDRESSES)
+    c = TestClient(rig.app, base_url="http://testserver", client=(f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}", 1))
     r = c.post("/api/login", json={"user": role, "password": USERS[role]})
     assert r.status_code == 200, r.text
     return c, r.json()["csrf"]
