@@ -348,6 +348,7 @@ class LiveView:
         out: dict[str, Any] = {"running": running, "scans": scans}
         if stats is not None:
             out["overruns"] = int(getattr(stats, "overruns", 0))
+            out["scan_errors"] = int(getattr(stats, "scan_errors", 0))
             pct = getattr(stats, "percentile", None)
             out["scan_p99_ms"] = round(float(pct(99)), 2) if callable(pct) else None
         if not running:

@@ -12,7 +12,9 @@ This module is the I/O shell around the sans-I/O engine. Each scan:
    journal's own thread, so the fsync never blocks the event loop; only then
    are they published to subscribers (HMI, historian): durable first. The loop
    does not wait for that commit: the next trip scan may start while the disk
-   is still busy (commits stay one at a time, in scan order);
+   is still busy (commits stay one at a time, in scan order; a disk slower than
+   the scan period lets the next scans' commands out first, their records
+   following in order, rather than hold a trip back);
 5. record the scan time; a scan that ends after the next period started is an
    overrun, counted and reported.
 
@@ -86,6 +88,7 @@ class ScanStats:
     trip_scans: int = 0  # scans run at once on a change of a trigger signal
     recent_trip_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
     recent_commit_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))  # scan end -> durable
+    scan_errors: int = 0  # scans that ended in an unexpected exception (a bug): alarmed, the loop goes on
 
     def percentile(self, p: float) -> float:
         if not self.recent_ms:
@@ -145,6 +148,7 @@ class Controller:
         self._write_tasks: set[asyncio.Task[None]] = set()
         self._commits: set[asyncio.Task[None]] = set()  # journal commits the scan loop did not wait for
         self._commit_lock = asyncio.Lock()
+        self._commit_behind = False  # inside the scan loop: its scans do not wait for their commit
         self._retry: list[Command] = []
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -339,7 +343,15 @@ class Controller:
         next_t = self.clock.now()
         while not self._stop.is_set():
             started = self.clock.now()
-            await self.scan_once(started, wait_commit=False)
+            # called as scan_once(now), so that a wrapper that forwards only ``now`` still works
+            self._commit_behind = True
+            try:
+                await self.scan_once(started)
+                self._scan_succeeded()
+            except Exception as exc:  # noqa: BLE001  a bug must not end protection: see _scan_failed
+                self._scan_failed(exc, "periodic scan")
+            finally:
+                self._commit_behind = False
             took = self.clock.now() - started
             self.stats.scans += 1
             self.stats.last_ms = took * 1000.0
@@ -352,6 +364,33 @@ class Controller:
                 next_t = now  # do not try to catch up with a burst of scans
             await self._wait(next_t)
 
+    SCAN_FAULT = "controller:scan"
+
+    def _scan_failed(self, exc: Exception, which: str) -> None:
+        """An unexpected exception in a scan is a bug in plantctl or in a site's procedure code.
+        The loop must not die of it: a dead loop would leave the HMI showing the last values
+        while nothing protects. So: count it, log it (with its traceback, the first time in a
+        row), raise a top-priority alarm that names it, and scan again at the next period,
+        where the readings are fresh. Trips already latched stay latched (they are engine
+        state, not in-flight work), and the PLC's own hard-wired trips are untouched."""
+        self.stats.scan_errors += 1
+        first = not self.engine.alarms.is_active(self.SCAN_FAULT)
+        if first:
+            log.exception("%s failed; the scan loop goes on", which)
+        elif self.stats.scan_errors % 100 == 0:  # not a line every scan: the alarm is standing
+            log.error("%s failed again (%d scan failures so far): %r", which, self.stats.scan_errors, exc)
+        try:
+            self.engine.note_many(self.engine.alarms.raise_(
+                self.SCAN_FAULT, f"controller {which} failed: {exc!r}; automatic protection by plantctl "
+                "is not assured until this clears (PLC trips are unaffected)",
+                Priority.CRITICAL, self.clock.now(), self.clock.wall(), "", "controller"))
+        except Exception:  # noqa: BLE001  the alarm board itself broken: the log line is all we have
+            log.exception("cannot raise the scan-fault alarm")
+
+    def _scan_succeeded(self) -> None:
+        if self.engine.alarms.is_active(self.SCAN_FAULT):
+            self.engine.note_many(self.engine.alarms.clear(self.SCAN_FAULT, self.clock.now(), self.clock.wall()))
+
     async def _wait(self, deadline: float) -> None:
         """Sleep until the next periodic scan; run a trip scan at each trigger change meanwhile."""
         sleeper = asyncio.ensure_future(self.clock.sleep_until(deadline))
@@ -363,7 +402,10 @@ class Controller:
                 if waker not in done:
                     return
                 started = self.clock.now()
-                await self.scan_trips(started, wait_commit=False)
+                try:
+                    await self.scan_trips(started, wait_commit=False)
+                except Exception as exc:  # noqa: BLE001  as in _loop: alarm it, keep scanning
+                    self._scan_failed(exc, "trip scan")
                 took_ms = (self.clock.now() - started) * 1000.0
                 self.stats.trip_scans += 1
                 self.stats.recent_trip_ms.append(took_ms)
@@ -374,10 +416,10 @@ class Controller:
                 if fut is not None and not fut.done():
                     fut.cancel()
 
-    async def scan_trips(self, now: float, *, wait_commit: bool = True) -> ScanResult:
+    async def scan_trips(self, now: float, *, wait_commit: bool | None = None) -> ScanResult:
         """The trip path alone, between two periodic scans: interlocks, their commands, their events.
-        ``wait_commit=False`` (the scan loop): return once the commands are out, the journal
-        commit going on in the background (see ``_commit``)."""
+        Called by the scan loop it returns once the commands are out, the journal commit going
+        on in the background (see ``_commit``); ``wait_commit`` says otherwise."""
         wall = self.clock.wall()
         self._wake.clear()  # a change after this snapshot wakes the loop again
         snapshot = self.table.snapshot(now)
@@ -389,12 +431,13 @@ class Controller:
             self._dispatch(cmd, now)
         if result.commands:
             await yield_to_loop()  # the writes reach the socket before the journal starts its fsync
-        await self._commit(result.events, wait_commit)
+        await self._commit(result.events, not self._commit_behind if wait_commit is None else wait_commit)
         return result
 
-    async def scan_once(self, now: float, *, wait_commit: bool = True) -> ScanResult:
-        """One periodic scan. ``wait_commit=False`` (the scan loop): return once the commands
-        are out; the journal commit (and then the historian sample) go on in the background."""
+    async def scan_once(self, now: float, *, wait_commit: bool | None = None) -> ScanResult:
+        """One periodic scan. Called by the scan loop it returns once the commands are out, the
+        journal commit (then the historian sample) going on in the background; called from
+        anywhere else it returns with its events durable. ``wait_commit`` says otherwise."""
         wall = self.clock.wall()
         self._wake.clear()  # this scan sees every change so far; a later one wakes the loop again
         snapshot = self.table.snapshot(now)
@@ -425,7 +468,8 @@ class Controller:
         if sample and self.historian is not None:
             self._hist_next = now + self._hist_period
             result.events.extend(historian_alarms(self.engine.alarms, self.historian.status(), now, wall))
-        await self._commit(result.events, wait_commit, (snapshot, wall) if sample else None)
+        await self._commit(result.events, not self._commit_behind if wait_commit is None else wait_commit,
+                           (snapshot, wall) if sample else None)
         return result
 
     async def _commit(self, events: list[Event], wait: bool, sample: tuple[Any, float] | None = None) -> None:

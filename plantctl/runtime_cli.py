@@ -62,7 +62,7 @@ async def _run(args: argparse.Namespace) -> int:
                 await asyncio.wait_for(stop.wait(), timeout=args.status_every)
             except TimeoutError:
                 links = ", ".join(f"{k}={'up' if v else 'DOWN'}" for k, v in ctrl.engine.link_up.items())
-                print(f"scans {ctrl.stats.scans} overruns {ctrl.stats.overruns} p99 {ctrl.stats.percentile(99):.1f} ms | "
+                print(f"scans {ctrl.stats.scans} overruns {ctrl.stats.overruns} errors {ctrl.stats.scan_errors} p99 {ctrl.stats.percentile(99):.1f} ms | "
                       f"links: {links} | trips: {', '.join(ctrl.engine.tripped()) or 'none'} | "
                       f"alarms: {len(ctrl.engine.alarms.active())}", flush=True)
     return 0

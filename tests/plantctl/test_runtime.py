@@ -111,3 +111,66 @@ async def test_trip_commands_go_out_before_the_journal_write(tmp_path: Path) -> 
     assert order[:2] == ["write XY-400", "journal TRIP"], order
     ctrl._journal_exec.shutdown(wait=True)
     ctrl.journal.close()
+
+
+async def test_a_scan_that_raises_is_alarmed_and_the_loop_keeps_protecting(tmp_path: Path) -> None:
+    """A bug that makes the engine raise must not end the scan loop: the failure is counted and
+    raised as a top-priority alarm, the loop goes on, the alarm clears when a scan succeeds,
+    and a 2oo3 gas trip still reaches the ESD coil afterwards."""
+    import asyncio
+
+    from plantctl.alarms import Priority
+    from plantctl.interlocks import TripState
+
+    site = _site(tmp_path)
+    clock = VirtualClock()
+    model = GasStation()
+    ctrl = _controller(site, clock, model)
+    drv = ctrl.drivers["gas_station"]
+    assert isinstance(drv, LoopbackDriver)
+    real_scan = ctrl.engine.scan
+    broken = False
+
+    def scan(*args: Any, **kwargs: Any) -> Any:
+        if broken:
+            raise ZeroDivisionError("a bug in the engine")
+        return real_scan(*args, **kwargs)
+
+    ctrl.engine.scan = scan  # type: ignore[method-assign]
+
+    async def run_for(seconds: float) -> None:
+        end = clock.now() + seconds
+        while clock.now() < end - 1e-9:
+            model.step(0.05)
+            drv.poll(clock.now())
+            clock.advance(0.05)
+            for _ in range(20):
+                await asyncio.sleep(0)
+
+    await ctrl.start()
+    try:
+        await run_for(0.5)
+        assert ctrl.stats.scan_errors == 0
+        broken = True
+        before = ctrl.stats.scans
+        await run_for(1.0)
+        assert ctrl._task is not None and not ctrl._task.done()
+        assert ctrl.stats.scan_errors >= 5 and ctrl.stats.scans > before
+        alarm = ctrl.engine.alarms.alarms["controller:scan"]
+        assert alarm.in_alarm and alarm.priority is Priority.CRITICAL and "ZeroDivisionError" in alarm.message
+        broken = False
+        await run_for(0.5)
+        assert not ctrl.engine.alarms.is_active("controller:scan")
+        # and protection works again: two detectors over the limit trip the gas turbine feed
+        model.inject("detector_stuck", tag="GD-401A", value=40.0)
+        model.inject("detector_stuck", tag="GD-401B", value=40.0)
+        await run_for(1.5)
+        assert ctrl.engine.interlocks["GT-GAS-2OO3"].state is TripState.TRIPPED
+        assert model.read_tags()["XY-400"] is False  # the ESD command reached the plant
+    finally:
+        await ctrl.stop()
+        ctrl.journal.close()
+    with Journal(site.journal_path) as j:
+        scan_alarms = [r.event for r in j.records(kinds=[EventKind.ALARM]) if r.event.payload.get("id") == "controller:scan"]
+    # raised (condition true) and cleared (condition false), both on the record
+    assert [e.payload["condition"] for e in scan_alarms][:2] == [True, False], scan_alarms
