@@ -384,6 +384,11 @@ class Engine:
                 cmd = self.make_command(spec.station, eff.command, eff.value, spec.id, now)
                 self._emit_command(cmd, wall)
 
+    def _interlock_alarm(self, st: InterlockState, alarm_id: str, priority: Priority, now: float, wall: float,
+                         message: str) -> None:
+        """Raise one of an interlock's own alarms (degraded, blind, bypass, override), on its station."""
+        self._outbox.extend(self.alarms.raise_(alarm_id, message, priority, now, wall, st.spec.station, st.spec.id))
+
     def _degraded_alarm(self, st: InterlockState, now: float, wall: float) -> None:
         vote = st.last_vote
         blind_id = f"{st.spec.id}:blind"
@@ -392,32 +397,15 @@ class Engine:
         if (vote is None or (not vote.blind and vote.degraded == 0)) and blind_id not in alarms and aid not in alarms:
             return  # healthy and nothing to clear: the common case, every scan, every interlock
         if vote is not None and vote.blind:
-            self._outbox.extend(
-                self.alarms.raise_(
-                    blind_id,
-                    f"{st.spec.id}: cannot trip automatically ({vote.degraded} of {len(st.spec.members)} members "
-                    "faulted or bypassed): unload and stop by hand",
-                    Priority.CRITICAL,
-                    now,
-                    wall,
-                    st.spec.station,
-                    st.spec.id,
-                )
-            )
+            self._interlock_alarm(st, blind_id, Priority.CRITICAL, now, wall,
+                                  f"{st.spec.id}: cannot trip automatically ({vote.degraded} of {len(st.spec.members)} "
+                                  "members faulted or bypassed): unload and stop by hand")
         else:
             self._outbox.extend(self.alarms.clear(blind_id, now, wall))
         if vote is not None and vote.degraded > 0:
-            self._outbox.extend(
-                self.alarms.raise_(
-                    aid,
-                    f"{st.spec.id}: voting degraded to {vote.architecture} ({vote.degraded} member(s) faulted or bypassed)",
-                    Priority.HIGH if vote.degraded > 1 else Priority.MEDIUM,
-                    now,
-                    wall,
-                    st.spec.station,
-                    st.spec.id,
-                )
-            )
+            self._interlock_alarm(st, aid, Priority.HIGH if vote.degraded > 1 else Priority.MEDIUM, now, wall,
+                                  f"{st.spec.id}: voting degraded to {vote.architecture} "
+                                  f"({vote.degraded} member(s) faulted or bypassed)")
         else:
             self._outbox.extend(self.alarms.clear(aid, now, wall))
 
@@ -716,17 +704,8 @@ class Engine:
                 },
             )
         )
-        self._outbox.extend(
-            self.alarms.raise_(
-                f"{st.spec.id}:bypass",
-                f"{st.spec.id}: {req.tag} bypassed by {req.actor.user} ({req.reason})",
-                Priority.MEDIUM,
-                now,
-                wall,
-                st.spec.station,
-                st.spec.id,
-            )
-        )
+        self._interlock_alarm(st, f"{st.spec.id}:bypass", Priority.MEDIUM, now, wall,
+                              f"{st.spec.id}: {req.tag} bypassed by {req.actor.user} ({req.reason})")
         return Outcome(True, f"{req.tag} bypassed for {req.duration_s:.0f} s")
 
     def _end_bypass(self, st: InterlockState, now: float, wall: float, how: str, user: str) -> None:
@@ -769,17 +748,8 @@ class Engine:
                  "warning": "protection altered by hand" if req.mode == "force_normal" else None},
             )
         )
-        self._outbox.extend(
-            self.alarms.raise_(
-                f"{st.spec.id}:override",
-                f"{st.spec.id}: {req.mode.replace('_', ' ')} by {req.actor.user} ({req.reason})",
-                Priority.HIGH,
-                now,
-                wall,
-                st.spec.station,
-                st.spec.id,
-            )
-        )
+        self._interlock_alarm(st, f"{st.spec.id}:override", Priority.HIGH, now, wall,
+                              f"{st.spec.id}: {req.mode.replace('_', ' ')} by {req.actor.user} ({req.reason})")
         return Outcome(True, f"{req.mode} for {req.duration_s:.0f} s")
 
     def _end_override(self, st: InterlockState, now: float, wall: float, how: str, user: str) -> None:

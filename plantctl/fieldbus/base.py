@@ -19,10 +19,13 @@ declares, not the driver's.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+from ..errors import DriverError
 from ..iolist import IOList, Kind, Signal
 from ..tags import Quality, Reading, Reason, Value
 
@@ -55,6 +58,25 @@ class Driver(Protocol):
         ...
 
     async def write(self, tag: str, value: Value) -> None: ...
+
+
+def command_signal(iolist: IOList, station: str, tag: str) -> Signal:
+    """The command output a write names; DriverError for an unknown tag or one that is not a
+    command (an input is never written, whatever a caller asks)."""
+    sig = iolist.by_tag.get(tag)
+    if sig is None:
+        raise DriverError(f"{station}: unknown tag {tag}")
+    if sig.kind is not Kind.COMMAND_OUT:
+        raise DriverError(f"{station}: {tag} is a {sig.kind.value}, not a command output")
+    return sig
+
+
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a driver's I/O task and wait until it has finished (its ``finally`` run)."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def readable_signals(iolist: IOList) -> list[Signal]:

@@ -28,9 +28,18 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..clock import Clock
 from ..errors import DriverError
-from ..iolist import IOList, Kind
+from ..iolist import IOList
 from ..tags import Quality, Reading, Reason, Value
-from .base import Driver, LinkCallback, LinkStats, ReadingsCallback, readable_signals, reading_from_value
+from .base import (
+    Driver,
+    LinkCallback,
+    LinkStats,
+    ReadingsCallback,
+    cancel_and_wait,
+    command_signal,
+    readable_signals,
+    reading_from_value,
+)
 
 log = logging.getLogger(__name__)
 
@@ -128,11 +137,7 @@ class LoopbackDriver:
 
     def write_nowait(self, tag: str, value: Value) -> None:
         """``write`` without an event loop."""
-        sig = self.iolist.by_tag.get(tag)
-        if sig is None:
-            raise DriverError(f"{self.station}: unknown tag {tag}")
-        if sig.kind is not Kind.COMMAND_OUT:
-            raise DriverError(f"{self.station}: {tag} is a {sig.kind.value}, not a command output")
+        command_signal(self.iolist, self.station, tag)
         if not self._link_wanted:
             raise DriverError(f"{self.station}: link down, {tag} not written")
         self.stats.requests += 1
@@ -150,12 +155,7 @@ class LoopbackDriver:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(task)
 
     async def write(self, tag: str, value: Value) -> None:
         self.write_nowait(tag, value)

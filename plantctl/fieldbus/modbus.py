@@ -68,7 +68,16 @@ from ..clock import Clock
 from ..errors import DriverError, DriverTimeout
 from ..iolist import CommandType, IOList, Kind, ModbusTable, Signal
 from ..tags import BOOL, FLOAT, INT, REASON_CODE, CodeArray, FloatArray, Quality, Reading, Reason, Value
-from .base import Driver, LinkCallback, LinkStats, ReadingsCallback, readable_signals, reading_from_raw
+from .base import (
+    Driver,
+    LinkCallback,
+    LinkStats,
+    ReadingsCallback,
+    cancel_and_wait,
+    command_signal,
+    readable_signals,
+    reading_from_raw,
+)
 
 log = logging.getLogger(__name__)
 
@@ -339,6 +348,7 @@ class ModbusDriver:
         }
         self._last: dict[str, Value] = {s.tag: (False if s.is_bit else 0.0) for s in self._signals}
         self._on_columns = on_columns
+        self._read_gate = asyncio.Lock()
         self._decoders: dict[int, BlockDecoder] = {id(b): BlockDecoder(b.signals) for b in self.plan}
         self._block_last: dict[int, FloatArray] = {}  # columns mode: last values per block (for an outage)
         self._client: AsyncModbusTcpClient | None = None
@@ -369,12 +379,7 @@ class ModbusDriver:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(task)
         self._close_client()
         self._link_up = False
 
@@ -388,11 +393,7 @@ class ModbusDriver:
     # -- writes -------------------------------------------------------------
     async def write(self, tag: str, value: Value) -> None:
         """Write one command_out (coil or holding register); returns once the PLC accepted it."""
-        sig = self.iolist.by_tag.get(tag)
-        if sig is None:
-            raise DriverError(f"{self.station}: unknown tag {tag}")
-        if sig.kind is not Kind.COMMAND_OUT:
-            raise DriverError(f"{self.station}: {tag} is a {sig.kind.value}, not a command output")
+        sig = command_signal(self.iolist, self.station, tag)
         raw = _command_raw(sig, value)
         client = self._client
         if client is None or not self._link_up or not client.connected:
@@ -521,6 +522,13 @@ class ModbusDriver:
         return readings
 
     async def _read_block(self, block: ReadBlock) -> list[int]:
+        # One read at a time is handed to pymodbus, whose own lock serves requests first come,
+        # first served: a command write then waits at most for the read on the wire, never
+        # for the polls of every scan class queued behind it (the trip path first).
+        async with self._read_gate:
+            return await self._read_block_now(block)
+
+    async def _read_block_now(self, block: ReadBlock) -> list[int]:
         client = self._client
         if client is None or not client.connected:
             raise _LinkFailure("connection lost")

@@ -60,7 +60,16 @@ from ..clock import Clock
 from ..errors import DriverError, DriverTimeout
 from ..iolist import CommandType, IOList, Kind, Signal
 from ..tags import Quality, Reading, Reason, Value
-from .base import Driver, LinkCallback, LinkStats, ReadingsCallback, readable_signals, reading_from_value
+from .base import (
+    Driver,
+    LinkCallback,
+    LinkStats,
+    ReadingsCallback,
+    cancel_and_wait,
+    command_signal,
+    readable_signals,
+    reading_from_value,
+)
 
 log = logging.getLogger(__name__)
 
@@ -283,12 +292,7 @@ class OpcUaDriver:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(task)
         await self._teardown()
         self._link_up = False
 
@@ -302,11 +306,7 @@ class OpcUaDriver:
     # -- writes -------------------------------------------------------------
     async def write(self, tag: str, value: Value) -> None:
         """Write one command_out with the node's data type; returns once the server accepted it."""
-        sig = self.iolist.by_tag.get(tag)
-        if sig is None:
-            raise DriverError(f"{self.station}: unknown tag {tag}")
-        if sig.kind is not Kind.COMMAND_OUT:
-            raise DriverError(f"{self.station}: {tag} is a {sig.kind.value}, not a command output")
+        sig = command_signal(self.iolist, self.station, tag)
         node = self._nodes.get(tag)
         if node is None or not self._link_up:
             raise DriverError(f"{self.station}: link down, {tag} not written")
