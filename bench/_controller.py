@@ -17,6 +17,11 @@ the site, journal, SQLite historian), then instrumented from outside:
 The bench talks to it over stdin/stdout: ``READY`` once every link is up; then ``MARK
 NAME`` starts a measured window (each MARK ends the one before) and ``STOP`` ends the
 last; the figures of every window go to ``--out``.
+
+Diagnosis (environment): ``BENCH_PROFILE=FILE`` cProfiles the whole process into FILE;
+``BENCH_LOOP_MONITOR=1`` records event-loop stalls and garbage-collector pauses (and runs
+asyncio in debug mode, naming slow callbacks in ``OUT.log``); ``BENCH_SWITCH_INTERVAL=S``
+sets the GIL switch interval. Each costs time of its own: not for the figures.
 """
 
 from __future__ import annotations
@@ -289,6 +294,8 @@ def main() -> None:
             asyncio.get_running_loop().slow_callback_duration = 0.008
         return await main_async(args)
 
+    if os.environ.get("BENCH_SWITCH_INTERVAL"):  # experiment: the GIL's switch interval, seconds
+        sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
     prof_path = os.environ.get("BENCH_PROFILE")  # diagnosis: cProfile the controller, stats to this file
     if prof_path:
         import cProfile

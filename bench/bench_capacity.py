@@ -10,7 +10,9 @@ SQLite historian sampling every tag each second), polls every device every 100 m
 scans every 100 ms. Over the window (60 s with --quick, the default; 10 minutes with
 --full): scan overruns, scan time (p99 per 10 s stretch), controller CPU and RSS, and the
 poll cycles completed (a driver that falls behind leaves stale tags, not an overrun).
-Then the same at larger sizes, shorter, to find the largest tag count that still holds.
+Then the same at 20,000 tags and up, shorter (20 s; 60 s with --full), to find the largest
+tag count that still holds (at most two steps in ``make bench``: 20,000, then 25,000; 15,000
+if 20,000 does not hold).
 Not a test.
 """
 
@@ -83,9 +85,13 @@ async def _measure(tags: int, duration_s: float, warmup_s: float = 8.0) -> dict[
     return seg
 
 
+POLLS_MIN = 0.90  # of the nominal poll cycles: each tag refreshed every 110 ms on average or better
+
+
 def holds(seg: dict[str, Any]) -> list[str]:
-    """What fails at this size (empty: it holds): the four criteria of the issue, and no tag
-    ever stale (a poll that falls far enough behind to let a value age past stale_after)."""
+    """What fails at this size (empty: it holds): the four criteria of the issue (no overrun,
+    scan p99, CPU, RSS), and the data kept fresh: at least 90 % of the nominal poll cycles and
+    no tag ever stale."""
     why = []
     if seg["overruns"]:
         why.append(f"{seg['overruns']} overruns")
@@ -95,12 +101,13 @@ def holds(seg: dict[str, Any]) -> list[str]:
         why.append(f"CPU {seg['cpu_pct']:.0f} %")
     if seg["peak_rss_mb"] > TARGET_RSS:
         why.append(f"RSS {seg['peak_rss_mb']:.0f} MB")
-    if seg["bad_max"]:
-        why.append(f"{seg['bad_max']} stale tags (polls {100 * seg['poll_fraction']:.0f} % of nominal)")
+    if seg["poll_fraction"] < POLLS_MIN or seg["bad_max"]:
+        why.append(f"polls {100 * seg['poll_fraction']:.0f} % of nominal, {seg['bad_max']} stale tags")
     return why
 
 
-def run(quick: bool = True, ramp: tuple[int, ...] = (15_000, 20_000, 25_000, 30_000)) -> list[Figure]:
+def run(quick: bool = True, ramp: tuple[int, ...] = (20_000, 25_000, 30_000), fallback: int = 15_000,
+        max_steps: int = 2) -> list[Figure]:
     group = "capacity"
     duration = 60.0 if quick else 600.0
     mode = "quick, 60 s" if quick else "full, 10 min"
@@ -130,20 +137,26 @@ def run(quick: bool = True, ramp: tuple[int, ...] = (15_000, 20_000, 25_000, 30_
     ]
     largest = 10_000 if not holds(seg) else 0
     tried: list[str] = []
-    if largest:
-        for n in ramp:
-            try:
-                with quiet_logs():
-                    s = asyncio.run(_measure(n, 20.0 if quick else 60.0))
-            except Exception as exc:
-                tried.append(f"{n:,}: did not run ({exc!r})")
-                break
-            why = holds(s)
-            tried.append(f"{n:,}: p99 {s['scan_p99_ms']:.1f} ms (commit {s['commit_p99_ms']:.1f} ms), "
-                         f"CPU {s['cpu_pct']:.0f} %, RSS {s['peak_rss_mb']:.0f} MB, "
-                         f"polls {100 * s['poll_fraction']:.0f} %, PLCs {s['server_cpu_pct']:.0f} %"
-                         + (f" -> fails: {', '.join(why)}" if why else " -> holds"))
-            if why:
+
+    def step(n: int) -> bool:
+        try:
+            with quiet_logs():
+                s = asyncio.run(_measure(n, 20.0 if quick else 60.0))
+        except Exception as exc:
+            tried.append(f"{n:,}: did not run ({exc!r})")
+            return False
+        why = holds(s)
+        tried.append(f"{n:,}: p99 {s['scan_p99_ms']:.1f} ms (commit {s['commit_p99_ms']:.1f} ms), "
+                     f"CPU {s['cpu_pct']:.0f} %, RSS {s['peak_rss_mb']:.0f} MB, "
+                     f"polls {100 * s['poll_fraction']:.0f} %, PLCs {s['server_cpu_pct']:.0f} %"
+                     + (f" -> fails: {', '.join(why)}" if why else " -> holds"))
+        return not why
+
+    if largest:  # up from the goal while it holds (at most max_steps runs: make bench has a budget)
+        for n in ramp[:max_steps]:
+            if not step(n):
+                if n == ramp[0] and step(fallback):
+                    largest = fallback
                 break
             largest = n
     figs.append(figure(group, "largest tag count that holds (goal 20,000)", [largest], "tags", 20_000, ">=",
@@ -156,11 +169,12 @@ def main() -> None:
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", default=True)
     g.add_argument("--full", action="store_true")
-    ap.add_argument("--ramp", default="15000,20000,25000,30000")
+    ap.add_argument("--ramp", default="20000,25000,30000")
     args = ap.parse_args()
     from bench.common import notes, table
 
-    figs = run(not args.full, tuple(int(x) for x in args.ramp.split(",") if x))
+    ramp = tuple(int(x) for x in args.ramp.split(",") if x)
+    figs = run(not args.full, ramp, max_steps=len(ramp))
     print(table(figs))
     print(notes(figs))
 

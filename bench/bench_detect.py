@@ -89,7 +89,8 @@ async def _trips(plant: Any, model: Any, after_set: Any, n: int, rng: random.Ran
     return out
 
 
-async def _measure(protocol: str, trips: int, runs: int, quiet_s: float) -> dict[str, Any]:
+async def _measure(protocol: str, trips: int, runs: int, quiet_s: float, insecure: bool = False) -> dict[str, Any]:
+    """``insecure``: OPC-UA without security (SecurityPolicy None), to see what encryption costs."""
     from plantctl.clock import RealClock
     from plantctl.iolist import load_io_list
     from sim_plc.modbus_server import StationModbusServer
@@ -117,12 +118,14 @@ async def _measure(protocol: str, trips: int, runs: int, quiet_s: float) -> dict
     else:
         password = "bench-" + str(random.randrange(10**9))
         pki = await ensure_pki(folder / "pki", [STATION])
-        server = StationOpcuaServer(plant, iol, OpcuaSecurity(pki.root, "plantctl", password), port=0)
+        server = StationOpcuaServer(plant, iol, OpcuaSecurity(pki.root, "plantctl", password, allow_insecure=insecure),
+                                    port=0)
         await server.start()
         env["PLANTCTL_OPCUA_PASSWORD"] = password
         plc = {"protocol": "opcua", "url": server.endpoint_url, "user": "plantctl",
                "password_env": "PLANTCTL_OPCUA_PASSWORD", "cert_dir": str(pki.root / "client"),
-               "publishing_interval_ms": 10, "timeout_s": 2.0}
+               "publishing_interval_ms": 10, "timeout_s": 2.0,
+               "security": "None" if insecure else "Basic256Sha256_SignAndEncrypt"}
 
         async def after_set() -> None:
             await server.refresh()  # the values are in the server's address space from here
