@@ -18,6 +18,9 @@ back to ``default``, which polls at ``period``. Each class is planned
 separately (a run split across two classes costs a request more) and polled by
 its own loop on the injected clock, so thousands of slow diagnostics never
 delay a detector. With ``scan_classes=None`` there is one class, ``default``.
+The loops share one connection, one read on the wire at a time; when several
+wait, the fastest class reads first (``_FastestFirst``), and a command write
+waits for no queued read at all, only for the one on the wire.
 
 Link supervision. One task owns the connection:
 
@@ -53,11 +56,14 @@ can interrupt.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import heapq
+import itertools
 import logging
 import math
 import ssl
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -274,6 +280,47 @@ def scan_class_of(sig: Signal, rules: Sequence[tuple[str, str]], classes: Iterab
     return DEFAULT_CLASS
 
 
+class _FastestFirst:
+    """One read on the wire at a time; of the reads waiting, the fastest scan class goes first.
+
+    pymodbus serves concurrent requests first come, first served (its own lock), so a fast
+    class's poll could wait behind the slow classes' blocks queued before it. Here the reads
+    queue by (period, arrival): a detector poll waits at most for the one read on the wire.
+    Command writes do not pass through this gate at all (they take pymodbus's lock directly,
+    behind at most the read on the wire)."""
+
+    def __init__(self) -> None:
+        self._busy = False
+        self._waiting: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, period: float) -> AsyncIterator[None]:
+        if self._busy or self._waiting:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._waiting, (period, next(self._seq), fut))
+            try:
+                await fut
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled():
+                    self._hand_on()  # the gate was handed to us as we were cancelled: pass it on
+                raise
+        else:
+            self._busy = True
+        try:
+            yield
+        finally:
+            self._hand_on()
+
+    def _hand_on(self) -> None:
+        while self._waiting:
+            _, _, fut = heapq.heappop(self._waiting)
+            if not fut.done():  # a cancelled waiter is skipped
+                fut.set_result(None)  # still busy: the gate goes straight to the next reader
+                return
+        self._busy = False
+
+
 class _LinkFailure(Exception):
     """Internal: the link failed; the message is the detail reported to on_link."""
 
@@ -348,7 +395,7 @@ class ModbusDriver:
         }
         self._last: dict[str, Value] = {s.tag: (False if s.is_bit else 0.0) for s in self._signals}
         self._on_columns = on_columns
-        self._read_gate = asyncio.Lock()
+        self._read_gate = _FastestFirst()
         self._decoders: dict[int, BlockDecoder] = {id(b): BlockDecoder(b.signals) for b in self.plan}
         self._block_last: dict[int, FloatArray] = {}  # columns mode: last values per block (for an outage)
         self._client: AsyncModbusTcpClient | None = None
@@ -504,7 +551,7 @@ class ModbusDriver:
         With ``on_columns`` each block goes out as arrays at once and nothing is returned."""
         readings: list[tuple[str, Reading]] = []
         for block in sc.blocks:
-            raws = await self._read_block(block)
+            raws = await self._read_block(block, sc.period)
             t = self._clock.now()
             if self._on_columns is not None:
                 dec = self._decoders[id(block)]
@@ -521,11 +568,12 @@ class ModbusDriver:
                 readings.append((sig.tag, r))
         return readings
 
-    async def _read_block(self, block: ReadBlock) -> list[int]:
+    async def _read_block(self, block: ReadBlock, period: float = 0.0) -> list[int]:
         # One read at a time is handed to pymodbus, whose own lock serves requests first come,
         # first served: a command write then waits at most for the read on the wire, never
-        # for the polls of every scan class queued behind it (the trip path first).
-        async with self._read_gate:
+        # for the polls of every scan class queued behind it (the trip path first); and of
+        # the reads waiting, the fastest class's goes first.
+        async with self._read_gate.hold(period):
             return await self._read_block_now(block)
 
     async def _read_block_now(self, block: ReadBlock) -> list[int]:

@@ -279,3 +279,36 @@ async def test_a_trip_scan_does_not_wait_for_the_disk(tmp_path: Path) -> None:
         await ctrl.stop()
         ctrl.journal.close()
     assert any(r.event.kind is EventKind.TRIP for r in Journal(site.journal_path).records())
+
+
+async def test_reads_waiting_for_the_wire_go_fastest_class_first() -> None:
+    """While a read is on the wire, a detector poll (10 ms class) queued after two slow-class
+    reads is served before them; a waiter cancelled in the queue is skipped, not served."""
+    from plantctl.fieldbus.modbus import _FastestFirst
+
+    gate = _FastestFirst()
+    order: list[str] = []
+    on_wire = asyncio.Event()
+    release = asyncio.Event()
+
+    async def read(name: str, period: float, hold: asyncio.Event | None = None) -> None:
+        async with gate.hold(period):
+            order.append(name)
+            if hold is not None:
+                on_wire.set()
+                await hold.wait()
+
+    first = asyncio.create_task(read("slow-1", 1.0, release))
+    await on_wire.wait()
+    queued = [asyncio.create_task(read("slow-2", 1.0)), asyncio.create_task(read("default", 0.1))]
+    gone = asyncio.create_task(read("cancelled", 0.001))
+    queued.append(asyncio.create_task(read("fast", 0.01)))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    gone.cancel()
+    release.set()
+    await asyncio.wait_for(asyncio.gather(first, *queued), 5)
+    assert order == ["slow-1", "fast", "default", "slow-2"]
+    # free again: the next reader goes straight through
+    await asyncio.wait_for(read("again", 1.0), 1)
+    assert order[-1] == "again"
