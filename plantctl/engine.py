@@ -39,6 +39,7 @@ tests possible.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ from .interlocks import Bypass, Interlock, InterlockState, Override, TripState
 from .iolist import IOList, Kind, Signal
 from .journal import Event, EventKind
 from .tags import BOOL, INT, MISSING, Columns, Quality, Reading, columns_of
+
+log = logging.getLogger(__name__)
 
 Value = float | int | bool
 
@@ -151,6 +154,10 @@ class EngineConfig:
     override_max_s: float = 3600.0
     limit_deadband_frac: float = 0.01  # of span, for limit-crossing hysteresis
     alarm_settings: Mapping[str, Any] | None = None  # the site's alarms: section
+    # A command without feedback whose write fails is retried this long after it was issued,
+    # then failed: a write is never replayed stale after a long outage (F-X01: no replay of
+    # stale commands). A command with feedback is retried until its verification deadline.
+    write_retry_s: float = 5.0
 
 
 _BANDS = ("LL", "L", "N", "H", "HH")
@@ -170,6 +177,9 @@ class Engine:
         self.first_out: dict[str, str] = {}  # trip group -> interlock id that tripped first
         self.pending: dict[int, Command] = {}  # commands awaiting verification
         self.failed: dict[int, Command] = {}
+        # commands without feedback whose write the PLC has not yet accepted (the runtime says
+        # written / write_failed): "pending" to a procedure until then, never "verified" unseen
+        self.unwritten: dict[int, Command] = {}
         self._ids = itertools.count(1)
         self._limit_band: dict[tuple[str, str], str] = {}
         self._outbox: list[Event] = []
@@ -238,6 +248,40 @@ class Engine:
         """Verify a command issued by someone else (a procedure) against its deadline."""
         if cmd.verify is not None:
             self.pending[cmd.id] = cmd
+        else:
+            self.unwritten[cmd.id] = cmd
+
+    def written(self, cmd_id: int) -> None:
+        """The PLC accepted the write of this command (the runtime's report)."""
+        self.unwritten.pop(cmd_id, None)
+
+    def write_result(self, cmd: Command, error: str | None, now: float, wall: float) -> bool:
+        """The runtime's report of one write attempt (``error`` None: the PLC accepted it).
+        True: try the write again (the command is still wanted and not yet stale)."""
+        if error is None:
+            self.written(cmd.id)
+            return False
+        wanted = cmd.id in self.pending if cmd.verify is not None else cmd.id in self.unwritten
+        if not wanted:
+            return False  # verified, failed or dropped meanwhile
+        deadline = cmd.verify.deadline if cmd.verify is not None else cmd.issued_at + self.config.write_retry_s
+        if now < deadline:
+            return True
+        self.write_failed(cmd, error, now, wall)
+        return False
+
+    def write_failed(self, cmd: Command, error: str, now: float, wall: float) -> None:
+        """The write could not be made before the command went stale (the runtime gave up
+        retrying): the command failed. Its feedback, if it has one, can no longer come."""
+        self.unwritten.pop(cmd.id, None)
+        self.pending.pop(cmd.id, None)
+        self.failed[cmd.id] = cmd
+        self._outbox.append(Event(EventKind.COMMAND_FAILED, now, wall, cmd.station, cmd.source, cmd.user, "",
+                                  {"id": cmd.id, "tag": cmd.tag, "value": cmd.value, "why": f"not written: {error}"}))
+        self._outbox.extend(self.alarms.raise_(
+            f"cmd:{cmd.station}:{cmd.tag}:failed",
+            f"{cmd.tag} := {cmd.value} not written within {now - cmd.issued_at:.1f} s ({error})",
+            Priority.HIGH, now, wall, cmd.station, cmd.source))
 
     def held_by_trip(self, station: str, tag: str, value: Value) -> str:
         """Why a command to ``tag`` must be refused: a latched trip owns that output."""
@@ -250,8 +294,7 @@ class Engine:
 
     def _emit_command(self, cmd: Command, wall: float) -> None:
         self._cmd_outbox.append(cmd)
-        if cmd.verify is not None:
-            self.pending[cmd.id] = cmd
+        self.track(cmd)
         self._outbox.append(
             Event(
                 EventKind.COMMAND,
@@ -288,7 +331,13 @@ class Engine:
                 r = get(key)
                 if r is not None:
                     view[tag] = r
-            newly, bypassed_tripping = st.evaluate(view, now)
+            try:
+                newly, bypassed_tripping = st.evaluate(view, now)
+            except Exception as exc:  # noqa: BLE001  one interlock's bug must not blind the others
+                self._evaluation_failed(st, exc, now, wall)
+                continue
+            if f"{spec.id}:fault" in self.alarms.alarms:
+                self._outbox.extend(self.alarms.clear(f"{spec.id}:fault", now, wall))
             if newly:
                 self._on_trip(st, now, wall, result)
             for tag in bypassed_tripping:
@@ -304,8 +353,6 @@ class Engine:
                     )
                 )
             self._degraded_alarm(st, now, wall)
-        result.commands.extend(self._cmd_outbox)
-        self._cmd_outbox.clear()
         if not trips_only:
             # 2. verification of commands against their deadlines
             self._verify(snapshot, now, wall)
@@ -320,9 +367,24 @@ class Engine:
                 views = snapshot_view(snapshot, self._stations)
             self._outbox.extend(self.alarms.evaluate(views, now, wall, columns=cols))
             self._expire(now, wall)
+        # Handed over only at the end: should a later stage raise (a bug), the trip's commands
+        # and events stay in the outboxes, where the runtime takes them (take_commands,
+        # take_events) and sends them all the same.
+        result.commands.extend(self._cmd_outbox)
+        self._cmd_outbox.clear()
         result.events.extend(self._outbox)
         self._outbox.clear()
         return result
+
+    def _evaluation_failed(self, st: InterlockState, exc: Exception, now: float, wall: float) -> None:
+        """An interlock whose evaluation raised (a bug) cannot trip: say so at top priority,
+        as for a blind vote, and go on with the others."""
+        aid = f"{st.spec.id}:fault"
+        if not self.alarms.is_active(aid):
+            log.exception("%s: evaluation failed", st.spec.id)
+        self._interlock_alarm(st, aid, Priority.CRITICAL, now, wall,
+                              f"{st.spec.id}: evaluation failed ({exc!r}): cannot trip automatically; "
+                              "unload and stop by hand if its cause appears")
 
     def _on_trip(self, st: InterlockState, now: float, wall: float, result: ScanResult) -> None:
         spec = st.spec
@@ -458,7 +520,7 @@ class Engine:
                 )
 
     def command_state(self, cmd_id: int) -> str:
-        if cmd_id in self.pending:
+        if cmd_id in self.pending or cmd_id in self.unwritten:
             return "pending"
         if cmd_id in self.failed:
             return "failed"
@@ -648,6 +710,11 @@ class Engine:
             return Outcome(False, f"{st.spec.id} is not tripped")
         if st.cause_active or (st.last_vote is not None and st.last_vote.trip and st.override is None):
             return Outcome(False, f"{st.spec.id}: cause still present; cannot reset")
+        unseen = st.cause_unseen()
+        if unseen and st.override is None:
+            # fail safe: a cause that cannot be seen is not a cause that has cleared
+            return Outcome(False, f"{st.spec.id}: cannot reset while {unseen}: restore the signals first "
+                                  "(or, under a permit, a force-normal override by two persons)")
         st.state = TripState.NORMAL
         st.first_member = None
         st.tripped_at = None

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .tags import Quality, Reading
+from .tags import Quality, Reading, Reason
 from .voting import DegradedMode, Member, VoteResult, vote
 
 
@@ -182,9 +182,26 @@ class InterlockState:
                 if active:
                     bypassed_tripping.append(cond.tag)
                 states.append(Member.DEGRADED)
+            elif active:
+                states.append(Member.TRIP)  # a doubtful value in the trip direction still votes
+            elif r.quality is Quality.UNCERTAIN and r.reason is not Reason.OUT_OF_RANGE:
+                # The device itself doubts the value (an OPC-UA Uncertain status: a held last
+                # usable value, a substitute): it cannot vouch for "healthy". A value merely past
+                # its span (OUT_OF_RANGE) is still a measurement, and is compared as such.
+                states.append(Member.DEGRADED)
             else:
-                states.append(Member.TRIP if active else Member.HEALTHY)
+                states.append(Member.HEALTHY)
         return states, bypassed_tripping
+
+    def cause_unseen(self) -> str:
+        """Why the cause cannot be said to be clear although the vote is false ("" when it can):
+        the vote is blind, too few members left readable to reach it (a 1oo1 cause whose
+        signal is BAD, two of a 2oo3 group). A trip is not reset, nor released by itself,
+        while its cause cannot be seen. A group still able to vote (2oo3 down to 2oo2) can."""
+        vote = self.last_vote
+        if vote is not None and vote.blind:
+            return f"its vote is blind ({vote.degraded} of {len(self.spec.members)} members unreadable or bypassed)"
+        return ""
 
     def evaluate(self, snapshot: Mapping[str, Reading], now: float) -> tuple[bool, list[str]]:
         """One scan. Returns (newly tripped, bypassed members now voting)."""
@@ -237,7 +254,7 @@ class InterlockState:
                 self.state = TripState.NORMAL
                 if Member.TRIP not in states:
                     self.first_member = None
-        elif not self.spec.latch and not self.cause_active:
+        elif not self.spec.latch and not self.cause_active and not self.cause_unseen():
             self.state = TripState.NORMAL
             self.first_member = None
         return newly, bypassed_tripping

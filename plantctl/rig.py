@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .clock import VirtualClock
-from .engine import Actor, Engine, EngineConfig, Outcome, Request, ScanResult
+from .engine import Actor, Command, Engine, EngineConfig, Outcome, Request, ScanResult
 from .errors import DriverError
 from .fieldbus.loopback import LoopbackDriver, StationModelLike
 from .interlocks import Interlock
@@ -73,6 +73,8 @@ class VirtualRig:
             )
         self.last: ScanResult | None = None
         self._link_wanted: dict[str, bool] = {}
+        self._retry: list[Command] = []
+        self._write_failing: set[int] = set()
 
     def key(self, station: str, tag: str) -> str:
         return f"{station}:{tag}" if self.multi else tag
@@ -127,14 +129,25 @@ class VirtualRig:
         result.commands.extend(self.engine.take_commands())
         result.events.extend(self.engine.take_events())
         result.events.extend(self.procs.take_events())
-        for cmd in result.commands:
+        retry, self._retry = self._retry, []
+        for cmd in retry + result.commands:  # as the runtime does: retried each scan until stale
             try:
                 self.drivers[cmd.station].write_nowait(cmd.tag, cmd.value)
             except DriverError as exc:
-                result.events.append(
-                    Event(EventKind.SYSTEM, now, wall, cmd.station, "fieldbus", cmd.user, "",
-                          {"what": "write failed", "id": cmd.id, "tag": cmd.tag, "error": str(exc)})
-                )
+                if cmd.id not in self._write_failing:
+                    self._write_failing.add(cmd.id)
+                    result.events.append(
+                        Event(EventKind.SYSTEM, now, wall, cmd.station, "fieldbus", cmd.user, "",
+                              {"what": "write failed", "id": cmd.id, "tag": cmd.tag, "error": str(exc)})
+                    )
+                if self.engine.write_result(cmd, str(exc), now, wall):
+                    self._retry.append(cmd)
+                else:
+                    self._write_failing.discard(cmd.id)
+            else:
+                self._write_failing.discard(cmd.id)
+                self.engine.write_result(cmd, None, now, wall)
+        result.events.extend(self.engine.take_events())  # a write that went stale failed just now
         self._record(result.events)
         self.last = result
         return result

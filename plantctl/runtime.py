@@ -150,6 +150,7 @@ class Controller:
         self._commit_lock = asyncio.Lock()
         self._commit_behind = False  # inside the scan loop: its scans do not wait for their commit
         self._retry: list[Command] = []
+        self._write_failing: set[int] = set()  # commands whose write failed and is being retried
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.drivers: dict[str, Driver] = dict(drivers or {})
@@ -420,43 +421,48 @@ class Controller:
         """The trip path alone, between two periodic scans: interlocks, their commands, their events.
         Called by the scan loop it returns once the commands are out, the journal commit going
         on in the background (see ``_commit``); ``wait_commit`` says otherwise."""
-        wall = self.clock.wall()
-        self._wake.clear()  # a change after this snapshot wakes the loop again
-        snapshot = self.table.snapshot(now)
-        result = self.engine.scan(snapshot, now, wall, trips_only=True)
-        for proc_id, reason in result.start_procedures:
-            if self.procedures is not None:
-                self.procedures.start(proc_id, reason, now, wall)
-        for cmd in result.commands:
-            self._dispatch(cmd, now)
-        if result.commands:
-            await yield_to_loop()  # the writes reach the socket before the journal starts its fsync
-        await self._commit(result.events, not self._commit_behind if wait_commit is None else wait_commit)
-        return result
+        return await self._scan(now, trips_only=True, wait_commit=wait_commit)
 
     async def scan_once(self, now: float, *, wait_commit: bool | None = None) -> ScanResult:
         """One periodic scan. Called by the scan loop it returns once the commands are out, the
         journal commit (then the historian sample) going on in the background; called from
         anywhere else it returns with its events durable. ``wait_commit`` says otherwise."""
+        return await self._scan(now, trips_only=False, wait_commit=wait_commit)
+
+    async def _scan(self, now: float, *, trips_only: bool, wait_commit: bool | None) -> ScanResult:
+        """A scan is built so that a bug in one of its stages loses nothing already decided:
+        whatever the engine and the procedures produced before an exception (a trip's
+        commands above all) is still dispatched and journaled, and only then is the
+        exception raised again, for the scan loop to count and alarm (``_scan_failed``)."""
         wall = self.clock.wall()
         self._wake.clear()  # this scan sees every change so far; a later one wakes the loop again
         snapshot = self.table.snapshot(now)
-        result = self.engine.scan(snapshot, now, wall)
-        for proc_id, reason in result.start_procedures:
+        result = ScanResult()
+        failure: Exception | None = None
+        try:
+            result = self.engine.scan(snapshot, now, wall, trips_only=trips_only)
+        except Exception as exc:  # noqa: BLE001  raised again below, once the outboxes are out
+            failure = exc
+        try:
             if self.procedures is not None:
-                self.procedures.start(proc_id, reason, now, wall)
-        if self.procedures is not None:
-            more = self.procedures.step(snapshot, now, wall, self.engine)
-            take = getattr(self.procedures, "take_events", None)
-            if take is not None:
-                more.events.extend(take())
-            result.commands.extend(more.commands)
-            result.events.extend(more.events)
-        # operator requests accepted between scans left commands and events in the engine
+                for proc_id, reason in result.start_procedures:
+                    self.procedures.start(proc_id, reason, now, wall)
+                if not trips_only:
+                    more = self.procedures.step(snapshot, now, wall, self.engine)
+                    result.commands.extend(more.commands)
+                    result.events.extend(more.events)
+        except Exception as exc:  # noqa: BLE001  as above
+            failure = failure or exc
+        take = getattr(self.procedures, "take_events", None)
+        if take is not None:
+            result.events.extend(take())
+        # operator requests accepted between scans, and anything a failed stage left behind
         result.commands.extend(self.engine.take_commands())
         result.events.extend(self.engine.take_events())
         # 3. commands first
-        retry, self._retry = self._retry, []
+        retry: list[Command] = []
+        if not trips_only:
+            retry, self._retry = self._retry, []
         for cmd in retry + result.commands:
             self._dispatch(cmd, now)
         if retry or result.commands:
@@ -464,12 +470,14 @@ class Controller:
         # 4. durable, then published; the historian samples at its own period, on its own
         # thread (the snapshot is immutable: the points are made there, off the event loop),
         # once this scan's commit is done, so that the two threads do not contend for it
-        sample = self.historian is not None and now >= self._hist_next
+        sample = not trips_only and self.historian is not None and now >= self._hist_next
         if sample and self.historian is not None:
             self._hist_next = now + self._hist_period
             result.events.extend(historian_alarms(self.engine.alarms, self.historian.status(), now, wall))
         await self._commit(result.events, not self._commit_behind if wait_commit is None else wait_commit,
                            (snapshot, wall) if sample else None)
+        if failure is not None:
+            raise failure
         return result
 
     async def _commit(self, events: list[Event], wait: bool, sample: tuple[Any, float] | None = None) -> None:
@@ -506,22 +514,20 @@ class Controller:
         try:
             await drv.write(cmd.tag, cmd.value)
         except DriverError as exc:
-            now = self.clock.now()
-            self.engine.note(
-                Event(
-                    EventKind.SYSTEM,
-                    now,
-                    self.clock.wall(),
-                    cmd.station,
-                    "fieldbus",
-                    cmd.user,
-                    "",
-                    {"what": "write failed", "id": cmd.id, "tag": cmd.tag, "error": str(exc)},
+            now, wall = self.clock.now(), self.clock.wall()
+            if cmd.id not in self._write_failing:  # journaled once, not once per retry
+                self._write_failing.add(cmd.id)
+                self.engine.note(
+                    Event(EventKind.SYSTEM, now, wall, cmd.station, "fieldbus", cmd.user, "",
+                          {"what": "write failed", "id": cmd.id, "tag": cmd.tag, "error": str(exc)})
                 )
-            )
-            if cmd.id in self.engine.pending or cmd.verify is None:
-                if cmd.verify is None or now < cmd.verify.deadline:
-                    self._retry.append(cmd)
+            if self.engine.write_result(cmd, str(exc), now, wall):
+                self._retry.append(cmd)  # the next scan tries again
+            else:
+                self._write_failing.discard(cmd.id)
+        else:
+            self._write_failing.discard(cmd.id)
+            self.engine.write_result(cmd, None, self.clock.now(), self.clock.wall())
 
     async def _journal(self, events: list[Event], points: list[Point] | None = None) -> None:
         batch = self._unjournaled + events
@@ -532,53 +538,67 @@ class Controller:
             loop.run_in_executor(self._hist_exec, _record_quietly, hist, points)
         if not batch:
             return
+        written: list[Event] = batch
+        leftover: list[Event] = []
+        error: PlantctlError | None = None
         try:
             await loop.run_in_executor(self._journal_exec, self.journal.append_many, batch)
         except InvalidEvent:
             # One malformed event must not block the journal: write the others one by one
             # and record what was refused.
-            batch = await loop.run_in_executor(self._journal_exec, self._append_valid, batch)
-            if batch:
-                return
+            written, leftover, error = await loop.run_in_executor(self._journal_exec, self._append_valid, batch)
         except PlantctlError as exc:
-            # Keep protecting; keep the events; tell the operator loudly (the log once per
-            # outage: a line every scan would only fill the full disk faster).
-            self._unjournaled = batch
+            written, leftover, error = [], batch, exc
+        if leftover:
+            # Keep protecting; keep the events not yet written (in order, for the next commit);
+            # tell the operator loudly (the log once per outage: a line every scan would only
+            # fill the full disk faster).
+            self._unjournaled = leftover
             now = self.clock.now()
             if not self.engine.alarms.is_active("journal:write"):
-                log.error("journal write failed: %s", exc)
+                log.error("journal write failed: %s", error)
             self.engine.note_many(
                 self.engine.alarms.raise_(
-                    "journal:write", f"journal cannot write: {exc}", Priority.CRITICAL, now, self.clock.wall(), "", "journal"
+                    "journal:write", f"journal cannot write: {error}", Priority.CRITICAL, now, self.clock.wall(), "", "journal"
                 )
             )
+        else:
+            self._unjournaled = []
+            if self.engine.alarms.is_active("journal:write"):
+                self.engine.note_many(self.engine.alarms.clear("journal:write", self.clock.now(), self.clock.wall()))
+        if not written:
             return
-        self._unjournaled = []
-        if self.engine.alarms.is_active("journal:write"):
-            self.engine.note_many(self.engine.alarms.clear("journal:write", self.clock.now(), self.clock.wall()))
-        for sub in list(self.subscribers):
+        for sub in list(self.subscribers):  # durable first, then published: only what was written
             try:
-                sub(batch)
+                sub(written)
             except Exception:  # a subscriber must never stop the scan  # noqa: BLE001
                 log.exception("subscriber failed")
 
     def _append(self, events: list[Event]) -> None:
         self.journal.append_many(events)
 
-    def _append_valid(self, batch: list[Event]) -> list[Event]:
-        """Append each event that is valid; returns what could not be written for I/O reasons."""
+    def _append_valid(self, batch: list[Event]) -> tuple[list[Event], list[Event], PlantctlError | None]:
+        """Append each valid event, one by one, and a SYSTEM record for each refused one.
+        Returns what was written, what could not be written for I/O reasons (in order, to
+        be tried again), and that I/O error."""
+        written: list[Event] = []
         for i, ev in enumerate(batch):
             try:
                 self.journal.append(ev)
+                written.append(ev)
             except InvalidEvent as exc:
                 log.error("event refused by the journal: %s: %r", exc, ev)
-                self.journal.append(
-                    Event(EventKind.SYSTEM, ev.t_plant if ev.t_plant == ev.t_plant else 0.0, self.clock.wall(), ev.station,
-                          "journal", "", "", {"what": "event refused", "kind": str(ev.kind), "error": str(exc)})
-                )
-            except PlantctlError:
-                return batch[i:]
-        return []
+                note = Event(EventKind.SYSTEM, ev.t_plant if ev.t_plant == ev.t_plant else 0.0, self.clock.wall(),
+                             ev.station if isinstance(ev.station, str) else "", "journal", "", "",
+                             {"what": "event refused", "kind": str(ev.kind), "error": str(exc)})
+                try:
+                    self.journal.append(note)
+                except PlantctlError as io_exc:
+                    return written, [note, *batch[i + 1:]], io_exc
+                written.append(note)
+            except PlantctlError as exc:
+                return written, batch[i:], exc
+        return written, [], None
 
 
 def freeze_heap() -> None:

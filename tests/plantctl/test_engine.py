@@ -42,7 +42,8 @@ OLGA = Actor("olga", frozenset({Role.OPERATOR}))
 VIEW = Actor("vic", frozenset({Role.VIEWER}))
 
 
-def make_engine(tmp_path: Path, mode: DegradedMode = DegradedMode.DROP, on_delay: float = 0.0, off_delay: float = 0.0) -> Engine:
+def make_engine(tmp_path: Path, mode: DegradedMode = DegradedMode.DROP, on_delay: float = 0.0, off_delay: float = 0.0,
+                *, latch: bool = True, before: tuple[Interlock, ...] = ()) -> Engine:
     p = tmp_path / "gas_station.yaml"
     p.write_text(textwrap.dedent(IOL))
     iol = load_io_list(p)
@@ -57,8 +58,9 @@ def make_engine(tmp_path: Path, mode: DegradedMode = DegradedMode.DROP, on_delay
         off_delay_s=off_delay,
         trip_group="GT-400",
         effects=(Effect("XY-400", False), Effect(procedure="GAS-L5")),
+        latch=latch,
     )
-    return Engine(EngineConfig({"gas_station": iol}, [il], bypass_max_s=3600.0))
+    return Engine(EngineConfig({"gas_station": iol}, [*before, il], bypass_max_s=3600.0))
 
 
 def snap(a: float, b: float, c: float, t: float, *, bad: str = "", closed: bool = False) -> dict[str, Reading]:
@@ -216,3 +218,55 @@ def test_link_events_and_alarm(tmp_path: Path) -> None:
     events = eng.take_events()
     assert kinds(events).count(EventKind.LINK_DOWN) == 1
     assert eng.alarms.is_active("link:gas_station")
+
+
+def test_no_reset_while_the_vote_is_blind_and_a_non_latching_trip_holds(tmp_path: Path) -> None:
+    """A cause that cannot be seen has not cleared: with two of three detectors BAD (drop
+    keeps 2oo3 -> 2oo1: blind) the trip is not reset; a group still able to vote (one BAD:
+    2oo2) can be. A non-latching trip is not released by itself while blind either."""
+    eng = make_engine(tmp_path)
+    eng.scan(snap(30, 30, 1, 0.0), 0.0, 0.0)
+    eng.scan(snap(0, 0, 0, 1.0, bad="AB"), 1.0, 1.0)
+    out = eng.request(Request(Action.RESET, ALICE, "GT-GAS-2OO3", confirmed_by=BOB), 1.5, 1.5)
+    assert not out.accepted and "blind" in out.message, out.message
+    eng.scan(snap(0, 0, 0, 2.0, bad="A"), 2.0, 2.0)  # 2oo2 on B and C, both reading no gas
+    assert eng.request(Request(Action.RESET, ALICE, "GT-GAS-2OO3", confirmed_by=BOB), 2.5, 2.5).accepted
+
+    unlatched = make_engine(tmp_path, latch=False)
+    st = unlatched.interlocks["GT-GAS-2OO3"]
+    unlatched.scan(snap(30, 30, 1, 0.0), 0.0, 0.0)
+    unlatched.scan(snap(0, 0, 0, 1.0, bad="AB"), 1.0, 1.0)
+    assert st.state is TripState.TRIPPED  # held: the cause cannot be seen
+    unlatched.scan(snap(0, 0, 0, 2.0), 2.0, 2.0)
+    assert st.state is TripState.NORMAL  # seen clear: released
+
+
+def test_a_doubtful_healthy_reading_does_not_vouch_for_the_plant(tmp_path: Path) -> None:
+    """An UNCERTAIN reading from the device (an OPC-UA Uncertain status: a held value) that
+    shows no gas counts as degraded, not healthy; one in the trip direction still votes; a value
+    merely past its span (OUT_OF_RANGE) is compared as a measurement."""
+    eng = make_engine(tmp_path, mode=DegradedMode.VOTE_TRIP)
+    s = snap(0, 0, 0, 0.0)
+    s["GD-401A"] = Reading(0.0, Quality.UNCERTAIN, 0.0, Reason.DEVICE_STATUS)
+    s["GD-401B"] = Reading(0.0, Quality.UNCERTAIN, 0.0, Reason.OUT_OF_RANGE)
+    eng.scan(s, 0.0, 0.0)
+    vote = eng.interlocks["GT-GAS-2OO3"].last_vote
+    assert vote is not None and vote.degraded == 1 and not vote.trip  # A degraded; B healthy
+    s["GD-401B"] = Reading(120.0, Quality.UNCERTAIN, 0.1, Reason.OUT_OF_RANGE)  # over range: gas
+    eng.scan(s, 0.1, 0.1)
+    assert eng.tripped() == ["GT-GAS-2OO3"]  # under vote_trip: A (doubtful) + B (over range)
+
+
+def test_an_interlock_that_raises_is_alarmed_and_the_others_still_trip(tmp_path: Path) -> None:
+    broken = Interlock(id="BROKEN", station="gas_station", description="raises", members=(
+        Condition("GD-401A", Op.GE, 25.0, 2.0),), m=1, degraded=DegradedMode.DROP, effects=())
+    eng = make_engine(tmp_path, before=(broken,))  # evaluated first
+
+    def boom(*_: object) -> None:
+        raise ValueError("bug")
+
+    eng.interlocks["BROKEN"].evaluate = boom  # type: ignore[method-assign]
+    result = eng.scan(snap(30, 30, 1, 0.0), 0.0, 0.0)
+    assert eng.tripped() == ["GT-GAS-2OO3"] and result.commands  # the others still trip
+    alarm = eng.alarms.alarms["BROKEN:fault"]
+    assert alarm.in_alarm and "evaluation failed" in alarm.message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,6 @@ async def test_a_scan_that_raises_is_alarmed_and_the_loop_keeps_protecting(tmp_p
     """A bug that makes the engine raise must not end the scan loop: the failure is counted and
     raised as a top-priority alarm, the loop goes on, the alarm clears when a scan succeeds,
     and a 2oo3 gas trip still reaches the ESD coil afterwards."""
-    import asyncio
 
     from plantctl.alarms import Priority
     from plantctl.interlocks import TripState
@@ -174,3 +174,135 @@ async def test_a_scan_that_raises_is_alarmed_and_the_loop_keeps_protecting(tmp_p
         scan_alarms = [r.event for r in j.records(kinds=[EventKind.ALARM]) if r.event.payload.get("id") == "controller:scan"]
     # raised (condition true) and cleared (condition false), both on the record
     assert [e.payload["condition"] for e in scan_alarms][:2] == [True, False], scan_alarms
+
+
+async def test_a_procedure_bug_in_the_trip_scan_does_not_lose_the_trip(tmp_path: Path) -> None:
+    """The scan in which a trip latches also runs the procedures; should one of them raise,
+    the trip's ESD write still goes out and its TRIP record is still journaled, and then
+    the exception reaches the scan loop (which alarms it)."""
+    import pytest
+
+    site = _site(tmp_path)
+    clock = VirtualClock()
+    model = GasStation()
+    ctrl = _controller(site, clock, model)
+    drv = ctrl.drivers["gas_station"]
+    assert isinstance(drv, LoopbackDriver)
+
+    class BuggyProcedures:
+        def start(self, proc_id: str, reason: str, now: float, wall: float, user: str = "") -> Any:
+            return None
+
+        def step(self, snapshot: Any, now: float, wall: float, engine: Any) -> Any:
+            raise KeyError("a bug in a procedure")
+
+    ctrl.procedures = BuggyProcedures()
+    drv.poll(clock.now())
+    model.inject("detector_stuck", tag="GD-401A", value=40.0)
+    model.inject("detector_stuck", tag="GD-401B", value=40.0)
+    model.step(0.1)
+    clock.advance(0.1)
+    drv.poll(clock.now())
+    with pytest.raises(KeyError):
+        await ctrl.scan_once(clock.now())
+    for _ in range(10):
+        await asyncio.sleep(0)  # the write task runs
+    assert model.read_tags()["XY-400"] is False
+    ctrl._journal_exec.shutdown(wait=True)
+    kinds = [r.event.kind for r in ctrl.journal.records()]
+    assert EventKind.TRIP in kinds and EventKind.COMMAND in kinds
+    ctrl.journal.close()
+
+
+async def test_a_command_without_feedback_is_retried_until_stale_then_failed(tmp_path: Path) -> None:
+    """A write that fails (link down) is retried each scan, journaled once; past write_retry_s
+    the command fails (COMMAND_FAILED, a HIGH alarm) and is never written afterwards, even when
+    the link comes back (F-X01: no replay of stale commands). Until then a procedure sees it
+    pending, not verified."""
+    site = _site(tmp_path)
+    clock = VirtualClock()
+    model = GasStation()
+    ctrl = _controller(site, clock, model)
+    drv = ctrl.drivers["gas_station"]
+    assert isinstance(drv, LoopbackDriver)
+    drv.poll(clock.now())
+    await ctrl.scan_once(clock.now())
+    drv.set_link(False)
+    cmd = ctrl.engine.make_command("gas_station", "HS-400", "UNLOAD", "test", clock.now(), "op")
+    assert cmd.verify is None
+    ctrl.engine._emit_command(cmd, clock.wall())
+    written: list[Any] = []
+    real_write = drv.write
+
+    async def write(tag: str, value: Any) -> None:
+        await real_write(tag, value)
+        written.append((tag, value))
+
+    drv.write = write  # type: ignore[method-assign]
+    for _ in range(40):  # 4 s of scans with the link down
+        await ctrl.scan_once(clock.now())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert ctrl.engine.command_state(cmd.id) == "pending"
+        clock.advance(0.1)
+    clock.advance(1.5)  # past write_retry_s (5 s)
+    await ctrl.scan_once(clock.now())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    await ctrl.scan_once(clock.now())
+    assert ctrl.engine.command_state(cmd.id) == "failed"
+    assert ctrl.engine.alarms.is_active("cmd:gas_station:HS-400:failed")
+    drv.set_link(True)
+    for _ in range(5):
+        clock.advance(0.1)
+        await ctrl.scan_once(clock.now())
+        for _ in range(5):
+            await asyncio.sleep(0)
+    assert written == []  # never replayed once stale
+    ctrl._journal_exec.shutdown(wait=True)
+    events = [r.event for r in ctrl.journal.records()]
+    assert sum(1 for e in events if e.payload.get("what") == "write failed" and e.payload.get("id") == cmd.id) == 1
+    assert any(e.kind is EventKind.COMMAND_FAILED and e.payload.get("id") == cmd.id for e in events)
+    ctrl.journal.close()
+
+
+async def test_a_malformed_event_is_refused_alone_and_the_rest_is_journaled_and_published(tmp_path: Path) -> None:
+    """One event the journal refuses (a non-finite time) in a scan's batch: the others are
+    written and published to the subscribers (HMI, historian), with a SYSTEM record of the
+    refusal; and when the disk fails half-way, what was not written is kept, in order, for
+    the next commit, with the journal:write alarm."""
+    from plantctl.journal import JournalError
+
+    site = _site(tmp_path)
+    clock = VirtualClock()
+    ctrl = _controller(site, clock, GasStation())
+    published: list[Event] = []
+    ctrl.subscribers.append(published.extend)
+    good = [Event(EventKind.SYSTEM, 1.0, 1e9, "", "test", "", "", {"n": i}) for i in range(3)]
+    bad = Event(EventKind.SYSTEM, float("nan"), 1e9, "", "test", "", "", {"n": "bad"})
+    await ctrl._journal([good[0], bad, good[1], good[2]])
+    records = [r.event for r in ctrl.journal.records()]
+    assert [e.payload.get("n") for e in records if e.source == "test"] == [0, 1, 2]
+    assert any(e.payload.get("what") == "event refused" for e in records)
+    assert [e.payload.get("n") for e in published if e.source == "test"] == [0, 1, 2]
+    # the disk fails after the first of three: the two others wait, in order
+    real_append = ctrl.journal.append
+    calls = {"n": 0}
+
+    def failing_append(ev: Event) -> Any:
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise JournalError("disk full")
+        return real_append(ev)
+
+    ctrl.journal.append = failing_append  # type: ignore[method-assign]
+    more = [Event(EventKind.SYSTEM, 2.0, 1e9, "", "test", "", "", {"n": 10 + i}) for i in range(3)]
+    await ctrl._journal([bad, *more])  # bad refused (call 1), its note (2), 10 (3), 11 fails
+    assert [e.payload.get("n") for e in ctrl._unjournaled] == [11, 12]
+    assert ctrl.engine.alarms.is_active("journal:write")
+    ctrl.journal.append = real_append  # type: ignore[method-assign]
+    await ctrl._journal([])
+    assert [e.payload.get("n") for e in (r.event for r in ctrl.journal.records()) if e.source == "test"] == [0, 1, 2, 10, 11, 12]
+    assert not ctrl._unjournaled
+    ctrl._journal_exec.shutdown(wait=True)
+    ctrl.journal.close()
