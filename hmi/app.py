@@ -59,7 +59,7 @@ from plantctl.engine import Action, Actor, Outcome, Role
 from plantctl.engine import Request as EngineRequest
 from plantctl.iolist import CommandType, Kind, Signal
 from plantctl.journal import Event, EventKind, Record
-from plantctl.procedures import describe, mermaid
+from plantctl.procedures import Refusal, Refused, describe, mermaid
 
 from .faults import FaultBackend, FaultError, HttpFaultBackend
 from .live import (
@@ -319,7 +319,10 @@ def _address(request: Request | WebSocket) -> str:
 
 def _outcome(out: Outcome, ok_status: int = 200) -> JSONResponse:
     if not out.accepted:
-        raise HTTPException(409, out.message)
+        # a malformed request (an answer the task does not offer, values it does not ask for) is the
+        # client's error; any other refusal conflicts with the plant's or the procedure's state
+        invalid = isinstance(out, Refused) and out.reason is Refusal.INVALID
+        raise HTTPException(400 if invalid else 409, out.message)
     body: dict[str, Any] = {"accepted": True, "message": out.message}
     if out.command is not None:
         body["command"] = {"id": out.command.id, "tag": out.command.tag, "value": out.command.value}
@@ -880,14 +883,38 @@ def create_app(
 
     @route("POST", "/api/procedures/{run_id}/answer", Perm.ANSWER)
     async def procedure_answer(run_id: str, body: AnswerBody, ctx: Ctx = C) -> JSONResponse:
+        """Answer a task; an answer the task marks two-person waits for a second person (202)."""
         mgr = _mgr()
-        out = mgr.answer(run_id, body.key, body.answer, ctx.actor, hmi.now(), hmi.wall(), body.values)
+        key, answer, values = body.key, body.answer, dict(body.values)
+        roles = mgr.confirm_roles_for(run_id, key, answer)
+        if roles is not None and mgr.check_answer(run_id, key, answer, ctx.actor, values) is None:
+            # e.g. GAS-R's restore authorisation: it sets the critical line-up commands going, so it
+            # takes the same two-person confirmation as those commands given by hand. The manager
+            # checks the confirmer again (distinct user, permitted role) when it takes the answer.
+            run = mgr.runs[run_id]
+            title = run.tasks[key].title
+
+            def execute(actor: Actor, confirmer: Actor | None) -> Outcome:
+                out: Outcome = mgr.answer(run_id, key, answer, actor, hmi.now(), hmi.wall(), values,
+                                          confirmed_by=confirmer)
+                hmi.hub.wake()
+                return out
+
+            return _critical(ctx, "answer", f"{run_id} {key} ({title}): '{answer}'", roles,
+                             {"run": run_id, "task": key, "answer": answer, "station": run.defn.station},
+                             execute, always=True)
+        # refusals (role, answer, values the task does not ask for) come from the manager, journaled
+        out = mgr.answer(run_id, key, answer, ctx.actor, hmi.now(), hmi.wall(), values)
         hmi.hub.wake()
         return _outcome(out)
 
     @route("POST", "/api/procedures/{run_id}/confirm-local", Perm.PROCEDURE)
     async def procedure_confirm_local(run_id: str, ctx: Ctx = C) -> JSONResponse:
-        """A field check stands in for a confirmation the instruments cannot give."""
+        """A field check stands in for a confirmation the instruments cannot read (BAD or missing signal).
+
+        Refused (409, with the reason) when the instruments read and say no, or the step is a task or
+        a decision: a person may vouch for what nobody can read, never overrule a good reading.
+        """
         mgr = _mgr()
         out = mgr.confirm_locally(run_id, ctx.actor, hmi.now(), hmi.wall())
         hmi.hub.wake()

@@ -6,9 +6,10 @@ Being objects (not lambdas), they can be checked when a procedure is defined
 (every tag exists, with the right kind), printed in the plan view, and drawn.
 
 Evaluation is three-valued: True, False, or None when a BAD reading makes the
-answer unknowable. A step whose confirmation is None is *held*, never passed
-and never failed on a guess (plant-reference 4.10-4); And/Or follow Kleene's
-logic so a known False still decides an And.
+answer unknowable (a rate is None too without a GOOD reading now and a fresh,
+gap-free history as long as its window). A step whose confirmation is None is
+*held*, never passed and never failed on a guess (plant-reference 4.10-4);
+And/Or follow Kleene's logic so a known False still decides an And.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ class View(Protocol):
 
     def state_index(self, tag: str, state: str) -> int: ...
 
-    def rate(self, tag: str, window_s: float) -> float | None: ...
+    def rate(self, tag: str, window_s: float) -> float | None:
+        """Units per second over the window, from fresh gap-free history; None when not known."""
+        ...
 
 
 class Expr:
@@ -122,9 +125,15 @@ class Rate(Expr):
     window_s: float
 
     def eval(self, v: View) -> Tri:
+        # A trend is only known while the signal is read now and its history is fresh and long
+        # enough. Anything else is None (unknown), never False: ``~Rate`` would turn a False into
+        # True, and "steady" (not falling and not rising) would be confirmed from no data at all.
+        current = v.reading(self.tag)
+        if current is None or current.quality is not Quality.GOOD:
+            return None
         r = v.rate(self.tag, self.window_s)
         if r is None:
-            return False  # not enough history yet: not confirmed
+            return None
         return _OPS[self.op](r * 60.0, self.per_min)
 
     def tags(self) -> set[str]:

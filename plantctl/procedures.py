@@ -19,6 +19,19 @@ Each scan the ``ProcedureManager`` evaluates every running instance:
   takes its failure branch at its deadline (and raises an alarm); a
   confirmation that is unknowable because a reading is BAD holds the step and
   escalates to a local check after 30 s instead of failing on a guess;
+- a person may confirm a WAIT or COMMAND step locally only while its
+  condition is unknown (None): a field check stands in for a signal nobody can
+  read, never against one that reads "no". The confirmation belongs to one
+  visit of the step (cleared on entry) and is withdrawn when the instruments
+  read again and say no;
+- a DECIDE step takes the first branch that holds; when none holds and one is
+  unknown it holds like a WAIT (alarm after 30 s), unless it names where an
+  unknown goes (``on_unknown``): a default must never stand in for "unknown";
+- a task answer may carry only the values its task asks for (``fields``); the
+  manager's own variables (``confirmed:*``, ``failed:*``, ``answer:*``,
+  ``permissives``) can never be set by an answer. A task marked ``two_person``
+  takes its first (affirmative) answer only with a second, different person
+  (``confirmed_by``) holding one of the task's ``confirm_roles``;
 - Hold freezes the instance's commands (ISA-106: protection stays active, the
   engine's interlocks are not touched); Resume continues; Abort ends it;
 - every transition is journaled with the variables and issued commands, and
@@ -72,6 +85,30 @@ class Terminal(StrEnum):
 
 TERMINALS = tuple(t.value for t in Terminal)
 
+# Variables the manager writes itself: no answer may set them, no task may ask for them.
+RESERVED_VAR_PREFIXES = ("confirmed:", "failed:", "answer:")
+RESERVED_VARS = frozenset({"permissives"})
+
+
+def is_reserved_var(name: str) -> bool:
+    return name in RESERVED_VARS or name.startswith(RESERVED_VAR_PREFIXES)
+
+
+class Refusal(StrEnum):
+    """Why a request to the manager was refused (the HMI maps it to an HTTP status)."""
+
+    NOT_FOUND = "not found"  # no such run, task or step
+    ROLE = "role"  # the person may not do this
+    INVALID = "invalid"  # the request itself is malformed (answer, values)
+    CONFLICT = "conflict"  # refused in the current state (plant, step, second person)
+
+
+@dataclass(frozen=True)
+class Refused(Outcome):
+    """A refusal, with its reason as data (``accepted`` is always False)."""
+
+    reason: Refusal = Refusal.CONFLICT
+
 
 @dataclass(frozen=True)
 class Cmd:
@@ -90,7 +127,11 @@ class Task:
     role: Role = Role.OPERATOR
     checklist: tuple[str, ...] = ()
     answers: Mapping[str, str] = field(default_factory=lambda: {"done": ""})  # answer -> target ("" = next)
-    fields: tuple[str, ...] = ()  # values the answer must carry (e.g. team_size)
+    fields: tuple[str, ...] = ()  # values the answer must carry (e.g. team_size); no other key is accepted
+    # The first (affirmative) answer needs a second, different person with one of confirm_roles
+    # (the HMI's two-person rule for critical actions, e.g. authorising the gas restore).
+    two_person: bool = False
+    confirm_roles: frozenset[Role] = frozenset({Role.OPERATOR, Role.SUPERVISOR})
 
 
 @dataclass(frozen=True)
@@ -108,6 +149,7 @@ class Step:
     max_parallel: int = 0  # 0: all commands at once
     task: Task | None = None
     branches: tuple[tuple[Expr, str], ...] = ()  # DECIDE (and WAIT): first true wins
+    on_unknown: str = ""  # DECIDE: where to go when no branch holds and one is unknown ("" = hold)
     field_work: bool = False  # field work: needs the G0 permissives
     sets: Mapping[str, Any] = field(default_factory=dict)  # variables set when the step passes
     src: bool = True  # [SRC] row of the plan, or [ADD]
@@ -173,6 +215,8 @@ class ProcedureDef:
             out.append(("fail", s.on_fail))
         for _, dest in s.branches:
             out.append((f"to_{dest}", dest))
+        if s.on_unknown:
+            out.append((f"to_{s.on_unknown}", s.on_unknown))
         if s.task is not None:
             for dest in s.task.answers.values():
                 if dest:
@@ -212,6 +256,14 @@ def validate(defn: ProcedureDef, iolists: Mapping[str, IOList]) -> list[str]:
                 errs.append(f"{w}: a {s.kind.value} step needs an on-timeout branch (on_fail)")
         if s.kind is StepKind.DECIDE and not (s.branches and s.next):
             errs.append(f"{w}: a decision needs branches and a default (next)")
+        if s.on_unknown and s.kind is not StepKind.DECIDE:
+            errs.append(f"{w}: on_unknown is for decisions; a {s.kind.value} step holds on unknown")
+        if s.task is not None:
+            for f in s.task.fields:
+                if is_reserved_var(f):
+                    errs.append(f"{w}: task field {f} is reserved for the procedure's own state")
+            if s.task.two_person and not s.task.confirm_roles:
+                errs.append(f"{w}: a two-person task needs roles that may confirm (confirm_roles)")
         if s.kind is StepKind.COMMAND and not s.commands:
             errs.append(f"{w}: a command step without commands")
         if s.kind in (StepKind.TASK, StepKind.PERMISSIVE) and s.task is None:
@@ -296,6 +348,8 @@ class OpenTask:
     answers: tuple[str, ...]
     fields: tuple[str, ...]
     overdue: bool = False
+    two_person: bool = False
+    confirm_roles: frozenset[Role] = frozenset()
 
 
 class Run:
@@ -368,7 +422,8 @@ class Run:
             "vars": dict(self.vars),
             "tasks": [
                 {"key": t.key, "title": t.title, "role": t.role.value, "due": t.due, "overdue": t.overdue,
-                 "checklist": list(t.checklist), "answers": list(t.answers), "fields": list(t.fields)}
+                 "checklist": list(t.checklist), "answers": list(t.answers), "fields": list(t.fields),
+                 "two_person": t.two_person}
                 for t in self.tasks.values()
             ],
         }
@@ -377,8 +432,8 @@ class Run:
 class _RunView:
     """The expression View of one run: readings of its station, its variables."""
 
-    def __init__(self, mgr: ProcedureManager, run: Run, snapshot: Mapping[str, Reading]) -> None:
-        self.mgr, self.run, self.snapshot = mgr, run, snapshot
+    def __init__(self, mgr: ProcedureManager, run: Run, snapshot: Mapping[str, Reading], now: float) -> None:
+        self.mgr, self.run, self.snapshot, self.now = mgr, run, snapshot, now
 
     def reading(self, tag: str) -> Reading | None:
         return self.snapshot.get(self.mgr.key(self.run.defn.station, tag))
@@ -392,7 +447,7 @@ class _RunView:
         return sig.states.index(state)
 
     def rate(self, tag: str, window_s: float) -> float | None:
-        return self.mgr.rate(self.run.defn.station, tag, window_s)
+        return self.mgr.rate(self.run.defn.station, tag, window_s, self.now)
 
 
 class ProcedureManager:
@@ -405,12 +460,16 @@ class ProcedureManager:
         *,
         pause_timers_on_hold: bool = False,
         hold_on_link_loss: bool = True,
+        stale_after_s: float = 3.0,
     ) -> None:
         self.defs = {d.id: d for d in definitions}
         self.iolists = dict(iolists)
         self.multi = len(self.iolists) > 1
         self.pause_timers_on_hold = pause_timers_on_hold
         self.hold_on_link_loss = hold_on_link_loss
+        # A rate over history with a gap longer than this (or whose newest sample is older) is unknown:
+        # the tag table's staleness bound (site engine.stale_after_s, 3 s by default).
+        self.stale_after_s = stale_after_s
         problems = [p for d in self.defs.values() for p in validate(d, self.iolists)]
         if problems:
             raise ConfigError(problems)
@@ -423,14 +482,14 @@ class ProcedureManager:
         self._rate_tags = {
             (d.station, e.tag)
             for d in self.defs.values()
-            for s in d.steps
-            for ex in [s.confirm, *[b for b, _ in s.branches]]
-            if ex is not None
+            for ex in _conditions(d)
             for e in _rates(ex)
         }
         self._engine: Engine | None = None
         self._now = 0.0
         self._wall = 0.0
+        # the last scan's snapshot: a local confirmation between scans is judged on what the scan saw
+        self._snapshot: Mapping[str, Reading] = {}
 
     def key(self, station: str, tag: str) -> str:
         return f"{station}:{tag}" if self.multi else tag
@@ -480,28 +539,68 @@ class ProcedureManager:
                     {"action": action, "accepted": True, "run": run_id}, actor.address)
         return Outcome(True, f"{action} {run_id}")
 
-    def answer(self, run_id: str, key: str, answer: str, actor: Actor, now: float, wall: float,
-               values: Mapping[str, Any] | None = None) -> Outcome:
+    def check_answer(self, run_id: str, key: str, answer: str, actor: Actor,
+                     values: Mapping[str, Any] | None = None) -> Refused | None:
+        """Why this answer would be refused (before any second person is asked), or None. No side effects."""
         run = self.runs.get(run_id)
         if run is None or run.finished:
-            return self._refuse(actor, "answer", run_id, "no such running procedure", now, wall)
+            return Refused(False, "no such running procedure", reason=Refusal.NOT_FOUND)
         task = run.tasks.get(key)
         if task is None:
-            return self._refuse(actor, "answer", run_id, f"no open task {key}", now, wall)
+            return Refused(False, f"no open task {key}", reason=Refusal.NOT_FOUND)
         if task.role not in actor.roles and Role.SUPERVISOR not in actor.roles:
-            return self._refuse(actor, "answer", run_id, f"task {key} belongs to role {task.role.value}", now, wall)
+            return Refused(False, f"task {key} belongs to role {task.role.value}", reason=Refusal.ROLE)
         if answer not in task.answers:
-            return self._refuse(actor, "answer", run_id, f"answer must be one of {', '.join(task.answers)}", now, wall)
+            return Refused(False, f"answer must be one of {', '.join(task.answers)}", reason=Refusal.INVALID)
         vals = dict(values or {})
+        # Only the values the task asks for: an answer must never write the procedure's own state
+        # (confirmed:<step>, permissives, FUEL_URGENT_REQUESTED ...) behind the steps' backs.
+        reserved = sorted(k for k in vals if is_reserved_var(k))
+        if reserved:
+            return Refused(False, f"task {key}: {', '.join(reserved)} is reserved for the procedure's own state",
+                           reason=Refusal.INVALID)
+        unknown = sorted(k for k in vals if k not in task.fields)
+        if unknown:
+            asks = f"it asks for {', '.join(task.fields)}" if task.fields else "it asks for no values"
+            return Refused(False, f"task {key} does not ask for {', '.join(unknown)} ({asks})",
+                           reason=Refusal.INVALID)
         missing = [f for f in task.fields if f not in vals]
         if missing and answer == task.answers[0]:
-            return self._refuse(actor, "answer", run_id, f"answer needs {', '.join(missing)}", now, wall)
+            return Refused(False, f"answer needs {', '.join(missing)}", reason=Refusal.INVALID)
+        return None
+
+    def confirm_roles_for(self, run_id: str, key: str, answer: str) -> frozenset[Role] | None:
+        """The roles a second person needs to confirm this answer, or None when one person may give it."""
+        run = self.runs.get(run_id)
+        task = None if run is None else run.tasks.get(key)
+        if task is None or not task.two_person or not task.answers or answer != task.answers[0]:
+            return None
+        return task.confirm_roles
+
+    def answer(self, run_id: str, key: str, answer: str, actor: Actor, now: float, wall: float,
+               values: Mapping[str, Any] | None = None, *, confirmed_by: Actor | None = None) -> Outcome:
+        problem = self.check_answer(run_id, key, answer, actor, values)
+        if problem is not None:
+            return self._refuse(actor, "answer", run_id, problem.message, now, wall, problem.reason)
+        run = self.runs[run_id]
+        task = run.tasks[key]
+        roles = self.confirm_roles_for(run_id, key, answer)
+        if roles is not None:
+            if confirmed_by is None or confirmed_by.user == actor.user:
+                return self._refuse(actor, "answer", run_id, f"task {key} ({task.title}): '{answer}' needs a second, "
+                                    "different person to confirm", now, wall, Refusal.CONFLICT)
+            if not confirmed_by.roles & roles:
+                return self._refuse(actor, "answer", run_id, f"task {key}: {confirmed_by.user} may not confirm "
+                                    f"(needs {' or '.join(sorted(r.value for r in roles))})", now, wall, Refusal.ROLE)
+        vals = dict(values or {})
         del run.tasks[key]
         run.vars.update(vals)
         run.vars[f"answer:{key}"] = answer
-        self._event(EventKind.TASK, now, wall, run.defn.station, run.run_id, actor.user,
-                    {"task": key, "title": task.title, "answer": answer, "values": vals, "late": now > task.due,
-                     "after_s": round(now - task.opened_at, 1)}, actor.address)
+        payload: dict[str, Any] = {"task": key, "title": task.title, "answer": answer, "values": vals,
+                                   "late": now > task.due, "after_s": round(now - task.opened_at, 1)}
+        if roles is not None and confirmed_by is not None:
+            payload["confirmed_by"] = confirmed_by.user
+        self._event(EventKind.TASK, now, wall, run.defn.station, run.run_id, actor.user, payload, actor.address)
         if task.overdue:
             self._events.extend(self._alarms().clear(f"{run.run_id}:{key}:overdue", now, wall))
         rec = next((r for r in run.defn.recurring if r.id == key), None)
@@ -522,23 +621,48 @@ class ProcedureManager:
         return Outcome(True, f"{key}: {answer}")
 
     def confirm_locally(self, run_id: str, actor: Actor, now: float, wall: float) -> Outcome:
-        """A field check stands in for a confirmation the instruments cannot give (BAD quality, no limit switch)."""
+        """A field check stands in for a confirmation the instruments cannot give (a BAD or missing signal).
+
+        Accepted only while the step's condition is unknown (None) on the last scan: a person may
+        vouch for what nobody can read, never overrule a reading that says no (a known False).
+        """
         run = self.runs.get(run_id)
         if run is None or run.finished or run.step_def is None:
-            return self._refuse(actor, "confirm", run_id, "no such running procedure", now, wall)
-        run.vars[f"confirmed:{run.state}"] = True
+            return self._refuse(actor, "confirm", run_id, "no such running procedure", now, wall, Refusal.NOT_FOUND)
+        if not actor.roles & {Role.OPERATOR, Role.SUPERVISOR}:
+            return self._refuse(actor, "confirm", run_id, f"{actor.user} may not confirm a step (role)", now, wall,
+                                Refusal.ROLE)
+        step = run.step_def
+        if run.pending_entry:
+            return self._refuse(actor, "confirm", run_id, f"step {step.id} has not started yet", now, wall)
+        if step.kind not in (StepKind.WAIT, StepKind.COMMAND) or step.confirm is None:
+            why = ("answer its task instead" if step.kind in (StepKind.TASK, StepKind.PERMISSIVE)
+                   else "it has no instrument condition a field check could stand in for")
+            return self._refuse(actor, "confirm", run_id, f"step {step.id} ({step.kind.value}) cannot be confirmed "
+                                f"locally: {why}", now, wall)
+        verdict = step.confirm.eval(_RunView(self, run, self._snapshot, self._now))
+        if verdict is False:
+            return self._refuse(actor, "confirm", run_id, f"step {step.id}: the instruments read and say no "
+                                f"({step.confirm.describe()} is false): a local check cannot overrule them",
+                                now, wall)
+        if verdict is True:
+            return self._refuse(actor, "confirm", run_id, f"step {step.id}: the instruments already confirm it",
+                                now, wall)
+        run.vars[f"confirmed:{step.id}"] = True
         self._event(EventKind.OPERATOR_ACTION, now, wall, run.defn.station, run_id, actor.user,
-                    {"action": "confirm locally", "step": run.state, "accepted": True}, actor.address)
-        return Outcome(True, f"{run.state} confirmed locally")
+                    {"action": "confirm locally", "step": step.id, "accepted": True,
+                     "condition": step.confirm.describe()}, actor.address)
+        return Outcome(True, f"{step.id} confirmed locally")
 
     # -- the scan -----------------------------------------------------------------
     def step(self, snapshot: Mapping[str, Reading], now: float, wall: float, engine: Engine) -> ScanResult:
         self._engine, self._now, self._wall = engine, now, wall
+        self._snapshot = snapshot
         self._record_history(snapshot, now)
         for d in self.defs.values():
             if d.trigger is None:
                 continue
-            val = d.trigger.eval(_TriggerView(self, d, snapshot)) is True
+            val = d.trigger.eval(_TriggerView(self, d, snapshot, now)) is True
             if val and not self._trigger_prev.get(d.id, False) and not self.active(d.id):
                 self.start(d.id, d.trigger_text or "trigger", now, wall)
             self._trigger_prev[d.id] = val
@@ -550,7 +674,7 @@ class ProcedureManager:
         return out
 
     def _evaluate(self, run: Run, snapshot: Mapping[str, Reading], now: float, wall: float, engine: Engine) -> None:
-        view = _RunView(self, run, snapshot)
+        view = _RunView(self, run, snapshot, now)
         # link lost on this station: hold the steps (F-X01); protection keeps running in the engine
         if self.hold_on_link_loss:
             up = engine.link_up.get(run.defn.station, True)
@@ -596,6 +720,12 @@ class ProcedureManager:
         run.bad_since = None
         run.escalated_bad = False
         run.issued, run.done_items, run.failed_items = {}, set(), set()
+        # A local confirmation belongs to one visit of the step: a WAIT or COMMAND step entered again (a
+        # loop, a retry, a restart) must be confirmed again, never pass on a field check made for an
+        # earlier visit. A task's confirmation is its journaled answer and stands (PUMP-PL notifies the
+        # parties once; GAS-L2's permissives stand when L2.5 is passed again).
+        if step.kind in (StepKind.WAIT, StepKind.COMMAND):
+            run.vars.pop(f"confirmed:{step.id}", None)
         if step.task is not None and step.kind in (StepKind.TASK, StepKind.PERMISSIVE):
             self._open_task(run, step.id, step.task, now, wall, run.deadline or now + 3600.0)
         if step.kind is StepKind.COMMAND:
@@ -666,16 +796,29 @@ class ProcedureManager:
             if run.deadline is not None and now >= run.deadline:
                 self._fail(run, step, now, wall, "field permissives not confirmed")
             return
+        unknown_branch = False
         for cond, dest in step.branches:
-            if cond.eval(view) is True:
+            verdict = cond.eval(view)
+            if verdict is True:
                 run.vars.update(step.sets)
                 self._fire(run, f"to_{dest}", now, wall, "", {"because": cond.describe()})
                 return
+            unknown_branch = unknown_branch or verdict is None
         if step.kind is StepKind.DECIDE:
+            if unknown_branch:
+                # No branch holds but one cannot be read: the default is not "unknown". Go where the
+                # step says an unknown goes, else hold here (as a WAIT does) and ask for a local check.
+                if step.on_unknown:
+                    run.vars.update(step.sets)
+                    self._fire(run, f"to_{step.on_unknown}", now, wall, "", {"because": "a branch is unknown"})
+                else:
+                    self._hold_unknown(run, step, now, wall, "decision")
+                return
             run.vars.update(step.sets)
             self._fire(run, "ok", now, wall)
             return
         ok: bool | None
+        verdict = None  # the instruments' own answer, for a local confirmation
         if step.kind is StepKind.COMMAND:
             self._issue(run, step, view, now, wall, engine)
             for lbl, cid in list(run.issued.items()):
@@ -694,25 +837,27 @@ class ProcedureManager:
                 return
             ok = run.done_items >= all_items and not run.failed_items
             if step.confirm is not None:
-                c = step.confirm.eval(view)
-                ok = None if c is None else (c and (run.done_items | run.failed_items) >= all_items)
+                verdict = step.confirm.eval(view)
+                ok = None if verdict is None else (verdict and (run.done_items | run.failed_items) >= all_items)
         elif step.kind in (StepKind.TASK, StepKind.PERMISSIVE):
             ok = bool(run.vars.get(f"confirmed:{step.id}"))
             if ok and step.confirm is not None:
                 ok = step.confirm.eval(view)
         else:
-            ok = step.confirm.eval(view) if step.confirm is not None else False
-        if run.vars.get(f"confirmed:{step.id}") and step.kind in (StepKind.WAIT, StepKind.COMMAND) and ok is not True:
-            ok = True  # confirmed locally by a person
+            verdict = step.confirm.eval(view) if step.confirm is not None else False
+            ok = verdict
+        local = f"confirmed:{step.id}"
+        if step.kind in (StepKind.WAIT, StepKind.COMMAND) and run.vars.get(local):
+            if ok is None:
+                ok = True  # confirmed locally by a person: a field check stands in for the unreadable signal
+            elif verdict is False:
+                # the instruments read again and say no: the field check no longer stands
+                del run.vars[local]
+                self._event(EventKind.SYSTEM, now, wall, run.defn.station, run.run_id, "",
+                            {"what": "local confirmation withdrawn", "step": step.id,
+                             "why": f"{step.confirm.describe() if step.confirm else step.id} reads false"})
         if ok is None:
-            if run.bad_since is None:
-                run.bad_since = now
-            if not run.escalated_bad and now - run.bad_since >= step.escalate_bad_after_s:
-                run.escalated_bad = True
-                self._events.extend(self._alarms().raise_(
-                    f"{run.run_id}:{step.id}:bad", f"{run.defn.id} {step.id}: confirmation unreadable (BAD quality): check locally",
-                    Priority.HIGH, now, wall, run.defn.station, run.run_id))
-            run.confirm_since = None
+            self._hold_unknown(run, step, now, wall, "confirmation")
             return  # held, not failed: a BAD reading never decides a step
         run.bad_since = None
         if ok:
@@ -726,6 +871,17 @@ class ProcedureManager:
         if run.deadline is not None and now >= run.deadline:
             self._fail(run, step, now, wall, "deadline passed")
 
+    def _hold_unknown(self, run: Run, step: Step, now: float, wall: float, what: str) -> None:
+        """Hold a step whose condition cannot be read; after ``escalate_bad_after_s`` ask for a local check."""
+        if run.bad_since is None:
+            run.bad_since = now
+        if not run.escalated_bad and now - run.bad_since >= step.escalate_bad_after_s:
+            run.escalated_bad = True
+            self._events.extend(self._alarms().raise_(
+                f"{run.run_id}:{step.id}:bad", f"{run.defn.id} {step.id}: {what} unreadable (BAD quality or no "
+                "fresh trend): check locally", Priority.HIGH, now, wall, run.defn.station, run.run_id))
+        run.confirm_since = None
+
     def _fail(self, run: Run, step: Step, now: float, wall: float, why: str) -> None:
         text = step.fail_alarm or f"{run.defn.id} {step.id} failed: {why}"
         self._events.extend(self._alarms().raise_(f"{run.run_id}:{step.id}:failed", text, Priority.HIGH, now, wall, run.defn.station, run.run_id))
@@ -735,7 +891,8 @@ class ProcedureManager:
     # -- tasks ----------------------------------------------------------------------
     def _open_task(self, run: Run, key: str, task: Task, now: float, wall: float, due: float) -> None:
         answers = tuple(task.answers)
-        run.tasks[key] = OpenTask(key, task.title, task.role, now, due, task.checklist, answers, task.fields)
+        run.tasks[key] = OpenTask(key, task.title, task.role, now, due, task.checklist, answers, task.fields,
+                                  two_person=task.two_person, confirm_roles=task.confirm_roles)
         self._event(EventKind.TASK, now, wall, run.defn.station, run.run_id, "",
                     {"task": key, "opened": True, "title": task.title, "role": task.role.value,
                      "checklist": list(task.checklist), "due_in_s": round(due - now, 1)})
@@ -818,10 +975,11 @@ class ProcedureManager:
         }
         self._event(EventKind.PROCEDURE_TRANSITION, now, wall, run.defn.station, run.run_id, user, payload)
 
-    def _refuse(self, actor: Actor, action: str, run_id: str, why: str, now: float, wall: float) -> Outcome:
+    def _refuse(self, actor: Actor, action: str, run_id: str, why: str, now: float, wall: float,
+                reason: Refusal = Refusal.CONFLICT) -> Refused:
         self._event(EventKind.OPERATOR_ACTION, now, wall, "", run_id, actor.user,
                     {"action": action, "accepted": False, "message": why, "run": run_id}, actor.address)
-        return Outcome(False, why)
+        return Refused(False, why, reason=reason)
 
     def _event(self, kind: EventKind, now: float, wall: float, station: str, source: str, user: str,
                payload: dict[str, Any], address: str = "") -> None:
@@ -839,17 +997,24 @@ class ProcedureManager:
     def _record_history(self, snapshot: Mapping[str, Reading], now: float) -> None:
         for station, tag in self._rate_tags:
             r = snapshot.get(self.key(station, tag))
-            if r is None or not r.good:
-                continue
             h = self._history.setdefault((station, tag), deque(maxlen=4096))
+            if r is None or not r.good or (h and now - h[-1][0] > self.stale_after_s):
+                # A gap (a reading not GOOD, or no scan for longer than the staleness) breaks the trend:
+                # a rate across it would describe data nobody saw, so it starts again from fresh samples.
+                h.clear()
+                if r is None or not r.good:
+                    continue
             if not h or now - h[-1][0] >= 1.0:
                 h.append((now, float(r.value)))
 
-    def rate(self, station: str, tag: str, window_s: float) -> float | None:
+    def rate(self, station: str, tag: str, window_s: float, now: float) -> float | None:
+        """Units per second over ``window_s`` of fresh, gap-free history; None when that is not known."""
         h = self._history.get((station, tag))
         if not h or len(h) < 2:
             return None
         t1, v1 = h[-1]
+        if now - t1 > self.stale_after_s:
+            return None  # the newest sample is stale: the trend is not known now
         old = [(t, v) for t, v in h if t1 - t >= window_s]
         if not old:
             return None
@@ -897,9 +1062,12 @@ class ProcedureManager:
 
 
 class _TriggerView(_RunView):
-    def __init__(self, mgr: ProcedureManager, defn: ProcedureDef, snapshot: Mapping[str, Reading]) -> None:
-        self.mgr, self.snapshot = mgr, snapshot
+    def __init__(self, mgr: ProcedureManager, defn: ProcedureDef, snapshot: Mapping[str, Reading], now: float) -> None:
+        self.mgr, self.snapshot, self.now = mgr, snapshot, now
         self._defn = defn
+
+    def rate(self, tag: str, window_s: float) -> float | None:
+        return self.mgr.rate(self._defn.station, tag, window_s, self.now)
 
     def reading(self, tag: str) -> Reading | None:
         return self.snapshot.get(self.mgr.key(self._defn.station, tag))
@@ -911,6 +1079,19 @@ class _TriggerView(_RunView):
         sig = self.mgr.iolists[self._defn.station].by_tag[tag]
         assert sig.states is not None
         return sig.states.index(state)
+
+
+def _conditions(d: ProcedureDef) -> list[Expr]:
+    """Every condition of a procedure: confirmations, branches, command guards, interrupts, trigger."""
+    out: list[Expr] = []
+    for s in d.steps:
+        out += [e for e in (s.confirm,) if e is not None]
+        out += [e for e, _ in s.branches]
+        out += [c.only_if for c in s.commands if c.only_if is not None]
+    out += [it.when for it in d.interrupts]
+    if d.trigger is not None:
+        out.append(d.trigger)
+    return out
 
 
 def _rates(e: Expr) -> list[Any]:
@@ -992,6 +1173,8 @@ __all__ = [
     "ProcedureDef",
     "ProcedureManager",
     "Recurring",
+    "Refusal",
+    "Refused",
     "Run",
     "Step",
     "StepKind",

@@ -130,6 +130,8 @@ class _Answer(BaseModel):
     read: list[str] = []  # tags whose live values go into the answer (a log): {tag: value}
     times: int = 1  # recurring tasks: answer this many rounds (0 = every round)
     refused: bool = False  # the controller must refuse this answer (role, missing values)
+    confirmed_by: str = ""  # a two-person task: the second person who confirms the answer
+    confirmer_role: Role = Role.OPERATOR
 
 
 class _Confirm(BaseModel):
@@ -141,6 +143,7 @@ class _Confirm(BaseModel):
     after: Dur = 10  # in the step this long first
     by: str = "olga"
     role: Role = Role.OPERATOR
+    refused: bool = False  # the controller must refuse it (the instruments read and say no)
 
 
 class _Expect(BaseModel):
@@ -723,7 +726,7 @@ class Script:
                  clear: Callable[[str, str], Any],
                  start: Callable[[str, str, str], Any],
                  command: Callable[[Request], Outcome],
-                 answer: Callable[[str, str, str, Actor, dict[str, Any]], Outcome],
+                 answer: Callable[[str, str, str, Actor, dict[str, Any], Actor | None], Outcome],
                  confirm: Callable[[str, Actor], Outcome],
                  runs: Callable[[], Iterable[Run]],
                  read: ReadFn) -> None:
@@ -774,10 +777,11 @@ class Script:
                     continue
                 self._confirmed.add(inst)
                 out = self._confirm(run.run_id, Actor(c.by, frozenset({c.role})))
-                if not out.accepted:
+                if out.accepted == c.refused:
                     self.checker.add_problem(line_of(self.prep.doc, ["confirms", k]),
-                                             f"confirms[{k}]: {c.by} confirms {c.procedure} {c.step} locally",
-                                             f"refused: {out.message}", now)
+                                             f"confirms[{k}]: {c.by} confirms {c.procedure} {c.step} locally"
+                                             + (" and is refused" if c.refused else ""),
+                                             "it was accepted" if out.accepted else f"refused: {out.message}", now)
         for run in list(self._runs()):
             if run.finished:
                 continue
@@ -802,7 +806,10 @@ class Script:
                         r = self._read(run.defn.station, tag)
                         if r is not None:
                             values[tag] = round(float(r.value), 4) if not isinstance(r.value, bool) else r.value
-                    out = self._answer_fn(run.run_id, key, a.answer, Actor(a.by, frozenset({a.role})), values)
+                    confirmer = (Actor(a.confirmed_by, frozenset({a.confirmer_role})) if a.confirmed_by
+                                 else None)
+                    out = self._answer_fn(run.run_id, key, a.answer, Actor(a.by, frozenset({a.role})), values,
+                                          confirmer)
                     line = line_of(self.prep.doc, ["answers", k])
                     if out.accepted:
                         self._answered[k] = done + 1
@@ -862,12 +869,21 @@ class ScenarioRunner:
             clear=lambda st, f: self.plant.clear(st, f),
             start=lambda pid, reason, user: self.rig.start(pid, f"{reason} ({user})"),
             command=self.rig.request,
-            answer=lambda run_id, key, ans, actor, values: self.rig.answer(run_id, key, ans, actor, values),
+            answer=self._answer,
             confirm=lambda run_id, actor: self.rig.procs.confirm_locally(run_id, actor, self.clock.now(),
                                                                           self.clock.wall()),
             runs=lambda: self.rig.procs.runs.values(),
             read=self._read,
         )
+
+    def _answer(self, run_id: str, key: str, ans: str, actor: Actor, values: dict[str, Any],
+                confirmed_by: Actor | None) -> Outcome:
+        if confirmed_by is None:
+            return self.rig.answer(run_id, key, ans, actor, values)
+        # a two-person answer: the rig's helper takes one person, so the manager is asked directly
+        # (its events reach the journal with the next scan)
+        return self.rig.procs.answer(run_id, key, ans, actor, self.clock.now(), self.clock.wall(), values,
+                                     confirmed_by=confirmed_by)
 
     def _read(self, station: str, tag: str) -> Reading | None:
         k = self.rig.key(station, tag)
@@ -987,8 +1003,8 @@ class WireRunner:
                     start=lambda pid, reason, user: procs.start(pid, f"{reason} ({user})", clock.now(), clock.wall(),
                                                                user),
                     command=lambda req: ctrl.engine.request(req, clock.now(), clock.wall()),
-                    answer=lambda run_id, key, ans, actor, values: procs.answer(
-                        run_id, key, ans, actor, clock.now(), clock.wall(), values),
+                    answer=lambda run_id, key, ans, actor, values, by: procs.answer(
+                        run_id, key, ans, actor, clock.now(), clock.wall(), values, confirmed_by=by),
                     confirm=lambda run_id, actor: procs.confirm_locally(run_id, actor, clock.now(), clock.wall()),
                     runs=lambda: procs.runs.values(),
                     read=read,

@@ -288,5 +288,10 @@ def purge_steps(sid: str, text: str, next_: str, *, what: str, src: bool) -> tup
 
 
 def steady(tag: str, band_per_min: float, window_s: float) -> Expr:
-    """``tag`` neither falling nor rising faster than ``band_per_min`` over the window."""
+    """``tag`` neither falling nor rising faster than ``band_per_min`` over the window.
+
+    Unknown (None, the step holds) while ``tag`` is not GOOD now or has less than a window of fresh,
+    gap-free history: a rate is never False for want of data, so ``~rate & ~rate`` cannot turn "no
+    data" into "steady".
+    """
     return ~T(tag).falling_faster_than(band_per_min, window_s) & ~T(tag).rising(window_s, band_per_min)

@@ -65,7 +65,8 @@ def _cut(sid: str, valve: str, cmd: str, zsc: str, no_flow: Expr, timeout_s: flo
 
 STEPS: tuple[Step, ...] = (
     Step("F0", "Where is the fire? The compartment fire detection gives the zone; otherwise ask.",
-         StepKind.DECIDE, actor="PLC", next="F0.loc", branches=((T("TS-402").on(), "F1"),), src=False),
+         StepKind.DECIDE, actor="PLC", next="F0.loc", branches=((T("TS-402").on(), "F1"),),
+         on_unknown="F0.loc", src=False),  # fire detection unreadable: ask where the fire is
     Step("F0.loc", "Report the fire location (N1 pipeline, N2 regulating station, N3 interconnect, N4 front "
          "module, N5 GT manifold, GC compartment).",
          StepKind.TASK, actor="OP", next="F1", on_fail="F1.XV-201", timeout_s=LOCATE_S,
@@ -75,6 +76,7 @@ STEPS: tuple[Step, ...] = (
     Step("F1", "Cut the gas source: close the nearest isolation valve upstream of the fire (choose by location: "
          "XV-201, XV-205, XV-301, SRV-320) and stop or trip the GT.",
          StepKind.DECIDE, actor="OP/PLC", next="F1.XV-201",
+         on_unknown="F1.XV-201",  # the compartment detection unreadable and no location: the station inlet
          branches=((T("TS-402").on() | FIRE_AT["GC"] | FIRE_AT["N5"], "F1.SRV-320"),
                    (FIRE_AT["N1"], "F2"), (FIRE_AT["N2"], "F1.XV-201"), (FIRE_AT["N3"], "F1.XV-205"),
                    (FIRE_AT["N4"], "F1.XV-301"))),

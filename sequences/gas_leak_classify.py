@@ -25,14 +25,17 @@ Theory of operation
        L3, is chosen (its isolation, XV-205, also cuts the module off);
     5  any compartment detector at H (10 %LEL);
   and with no evidence at all, L1: every location is then plausible, and L1's isolation is the one
-  that cuts them all off. The thresholds are (A); the model carries no pressure noise, a real plant
-  would need them checked against transmitter accuracy.
+  that cuts them all off. Evidence that cannot be read (a BAD transmitter, a trend without fresh
+  history) makes its location plausible too: a location is chosen only when every location upstream
+  of it is known to show no evidence, and an unknown sends the run to L1 (``on_unknown``), never to
+  a downstream location on a guess. The thresholds are (A); the model carries no pressure noise, a
+  real plant would need them checked against transmitter accuracy.
 """
 
 from __future__ import annotations
 
 from plantctl.engine import Role
-from plantctl.expr import FALSE, TRUE, Var
+from plantctl.expr import FALSE, TRUE, Expr, Var, all_of
 from plantctl.procedures import Interrupt, ProcedureDef, Step, StepKind, Task
 
 from ._gas_common import LEAK_EVIDENCE, STATION, NumVar
@@ -46,6 +49,20 @@ LOCATIONS = (1, 2, 3, 4, 5)
 LOC_IS = {k: NumVar("LEAK_LOC", "==", k) for k in LOCATIONS}
 SMALL = Var("LEAK_CLASS", "==", "small")
 LARGE = Var("LEAK_CLASS", "==", "large")
+
+
+def _upstream_first(evidence: tuple[tuple[int, Expr], ...]) -> tuple[tuple[Expr, str], ...]:
+    """Branch k holds when location k shows evidence and every location upstream is known to show none.
+
+    Kleene logic does the rest: an upstream location whose evidence is unknown leaves every branch
+    after it unknown, so the decision goes to ``on_unknown`` (L1), never downstream on a guess.
+    """
+    out: list[tuple[Expr, str]] = []
+    earlier: list[Expr] = []
+    for k, ev in evidence:
+        out.append((all_of([ev, *(~e for e in earlier)]) if earlier else ev, f"G0.4.auto{k}"))
+        earlier.append(ev)
+    return tuple(out)
 
 
 def _auto(k: int) -> Step:
@@ -77,8 +94,8 @@ STEPS: tuple[Step, ...] = (
          src=False),
     Step("G0.4.auto", "Treat as large, at the most upstream plausible location (plant signals: pressure and flow "
          "imbalance, detectors).",
-         StepKind.DECIDE, actor="PLC", next="G0.4.auto1",
-         branches=tuple((ev, f"G0.4.auto{k}") for k, ev in LEAK_EVIDENCE), src=False),
+         StepKind.DECIDE, actor="PLC", next="G0.4.auto1", on_unknown="G0.4.auto1",
+         branches=_upstream_first(LEAK_EVIDENCE), src=False),
     *(_auto(k) for k in sorted({k for k, _ in LEAK_EVIDENCE} | {1})),
 )
 

@@ -12,8 +12,10 @@ Theory of operation
   parallel" is modelled by moving on while the XV-001 confirmation is required later, at
   ``L1.5.permit``: BDV-102 is never opened while XV-001 is not reported closed (F-G03). The wait
   there has a deadline; at it a chase task (re-contact EXT / dispatcher) sends the run back to the
-  wait, or escalates. A person may confirm the closure locally (base: ``confirm_locally``) when the
-  offtake station reports it by telephone only.
+  wait, or escalates. A person may confirm the closure locally (base: ``confirm_locally``) only while
+  ZSC-001 cannot be read (BAD: the report link from the offtake station is down) and the offtake
+  station reports the closure by telephone; while ZSC-001 reads "not closed" the base refuses it, so
+  no click opens BDV-102 against an open upstream valve.
 * L1.2 watches PT-101 fall (faster than 0.02 MPa/min over 2 min, or below 4.0 MPa). If it does not,
   the source is not cut or the leak is elsewhere: a task re-contacts EXT and re-checks the location,
   and the unit is stopped anyway (L1.3); the vent stays blocked by ``L1.5.permit``.

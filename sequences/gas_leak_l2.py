@@ -8,7 +8,8 @@ Theory of operation
   XV-211 and XV-216: its regulator takes over, normally they are already open and are not commanded
   again), and only when both are confirmed open are the leaking run's XV-211 and XV-216 closed; the
   switch is confirmed when both are closed and PT-202 has held 3.20 +- 0.15 MPa for 60 s with FT-323
-  steady. Two command steps (not one with max_parallel) keep "open the healthy run, *then* close the
+  steady. With FT-323 BAD (or without a minute of fresh history) "steady" is unknown: the step holds
+  and asks for a local check, it never declares the run isolated on frozen data. Two command steps (not one with max_parallel) keep "open the healthy run, *then* close the
   leaking one" strict: a batch of four would start closing the leaking run while the healthy one is
   still opening.
 * L2.3, when the leak is on the common part or the switch failed: the fast unload is commanded first

@@ -102,6 +102,8 @@ STEPS: tuple[Step, ...] = (
          fail_alarm="GAS-L5 L5.1: gas alarm not verified within 2 min: treated as valid"),
     Step("L5.1.ok", "Alarm valid: check whether one channel reads no gas while the other two do (stuck low).",
          StepKind.DECIDE, actor="PLC", next="L5.1.valid",
+         # a channel that cannot be compared flags nothing: the alarm is valid either way
+         on_unknown="L5.1.valid",
          branches=tuple((channel_alone_low(i), f"L5.1.low{x}") for i, x in enumerate(LETTERS)), src=False),
     _flag("L5.1.valid", "Alarm valid (ALARM_VALID): prepare to stop.", {"ALARM_VALID": True}, "L5.2"),
     *(_flag(f"L5.1.low{x}", f"Alarm valid; GD-401{x} reads no gas while the other two do: suspected detector "
@@ -128,6 +130,8 @@ STEPS: tuple[Step, ...] = (
     Step("L5.2", "Prepare to stop: start unload (fast unload if any channel >= 20 %LEL or the trend is rising "
          "> 1 %LEL/10 s) and aim to stop before the automatic trip.",
          StepKind.DECIDE, actor="OP", next="L5.2.normal",
+         # gas that cannot be read (a BAD channel, no fresh trend) is never "not rising": unload fast
+         on_unknown="L5.2.fast",
          branches=(*TO_L53, (T("XS-400").state("OFF"), "L5.4"), (FAST, "L5.2.fast"))),
     Step("L5.2.fast", "Fast unload the GT (40 MW/min); JT-400 must be falling within 1 min.",
          StepKind.COMMAND, actor="OP", next="L5.2.stop", on_fail="L5.2.trip", timeout_s=UNLOAD_START_S,

@@ -3,7 +3,12 @@
 Theory of operation
 -------------------
 Restoring supply is a critical action, so the first step (``R1``) is a task only a supervisor may
-answer (the base refuses an operator's answer to a supervisor task). Then:
+answer (the base refuses an operator's answer to a supervisor task), and, as every manual command
+that gives gas back to an isolated part of the plant (the HMI's critical commands), it needs a second,
+different person to confirm (``Task.two_person``: the answer carries ``confirmed_by``, an operator or
+supervisor other than the one answering; the HMI routes it through its two-person confirmation).
+The procedure then issues exactly those commands (XY-201, XY-211/216, XY-205, XY-301, XY-311/313,
+XY-320, XY-400 := 1), so one person alone must not be able to set them going. Then:
 
 * ``R2`` holds the line-up until its permissives are met: purge confirmed and leak cleared (the field
   crew's report: a Recurring task ``R2.report`` with the fields ``purge_confirmed`` and
@@ -20,7 +25,8 @@ answer (the base refuses an operator's answer to a supervisor task). Then:
   XV-216A/B (both runs in service: run B stands by on its lower setpoint), XV-205, XV-301, the duty
   branch XV-311A/XV-313A (branch B stays closed as standby). Any valve that does not verify escalates.
 * SRV-320, the last valve, opens only with a GT start in the plant (the PLC opens it while the GT is
-  fired). ``R10`` asks the operator whether to start now; ``R11`` restores the GT permissive
+  fired). ``R10`` asks the operator whether to start now ("start" is two-person as well: it
+  authorises XY-400 := 1 and XY-320 := 1); ``R11`` restores the GT permissive
   (XY-400 := 1: refused by the engine while a latched trip owns it, which then escalates: reset the
   trip first), arms SRV-320 and starts the GT (HS-400 := LOAD), verified by ZSO-320 within 15.1 s.
 """
@@ -51,13 +57,15 @@ NO_GAS_LEL = 10.0  # R2: no gas at the patrol detector AI-901 (below its H alarm
 PT101_RESTORED_MPA = 4.0  # R4: PT-101 back above its L alarm
 OFFTAKE_S = 1800.0  # R4: the offtake station reopens XV-001 within 30 min (A)
 START_DECISION_S = 1800.0  # R10 (A)
+# Who may be the second person on R1 and R10's "start" (the HMI's critical commands: operators, supervisors)
+RESTORE_CONFIRMERS = frozenset({Role.OPERATOR, Role.SUPERVISOR})
 
 STEPS: tuple[Step, ...] = (
     Step("R1", "Restoring gas supply is a critical action: the shift supervisor authorises it.",
          StepKind.TASK, actor="OP", next="R2", on_fail="ESCALATED", timeout_s=AUTHORISE_S,
          task=Task("Authorise restoring the gas supply", Role.SUPERVISOR,
                    ("Event under control", "Scene preserved for the investigation", "Repair complete"),
-                   {"authorised": ""}), src=False),
+                   {"authorised": ""}, two_person=True, confirm_roles=RESTORE_CONFIRMERS), src=False),
     Step("R2", "Permissives: purge confirmed, leak cleared; no gas at the patrol detector or in the compartment.",
          StepKind.WAIT, actor="OP/FLD", next="R3", on_fail="ESCALATED", timeout_s=PERMISSIVES_S,
          confirm=IsTrue("purge_confirmed") & IsTrue("leak_cleared") & (T("AI-901") < NO_GAS_LEL)
@@ -68,7 +76,8 @@ STEPS: tuple[Step, ...] = (
          commands=(Cmd("HS-102", False), Cmd("HS-321", False), Cmd("HS-001", False, label="withdraw request")),
          confirm=T("ZSC-102").on() & T("ZSC-321").on(), src=False),
     Step("R4", "Is the offtake station's outlet valve XV-001 still closed?",
-         StepKind.DECIDE, actor="OP", next="R5", branches=((T("ZSC-001").on(), "R4.ext"),), src=False),
+         StepKind.DECIDE, actor="OP", next="R5", branches=((T("ZSC-001").on(), "R4.ext"),),
+         on_unknown="R4.ext", src=False),  # XV-001's report unreadable: ask the offtake station
     Step("R4.ext", "Ask the offtake station to reopen XV-001 and put the flare out; PT-101 must recover.",
          StepKind.TASK, actor="OP->EXT", next="R5", on_fail="ESCALATED", timeout_s=OFFTAKE_S,
          confirm=T("ZSC-001").off() & (T("PT-101") >= PT101_RESTORED_MPA),
@@ -99,7 +108,8 @@ STEPS: tuple[Step, ...] = (
     Step("R10", "Gas is lined up to the stop valve SRV-320, which opens with the GT start: start GT-400 now?",
          StepKind.TASK, actor="OP", next="R11", on_fail="DONE", timeout_s=START_DECISION_S,
          task=Task("Start GT-400 (opens SRV-320)?", Role.OPERATOR, ("GT trips reset", "Start permissives met"),
-                   {"start": "", "not now": "DONE"}), src=False),
+                   {"start": "", "not now": "DONE"}, two_person=True, confirm_roles=RESTORE_CONFIRMERS),
+         src=False),
     Step("R11", "Restore the GT permissive, arm SRV-320 and start the GT: SRV-320 open.",
          StepKind.COMMAND, actor="OP", next="DONE", on_fail="ESCALATED", timeout_s=SRV320_OPEN_S,
          commands=(Cmd("XY-400", True, label="GT permissive"), Cmd("XY-320", True), Cmd("HS-400", "LOAD")),

@@ -318,7 +318,8 @@ def _p6_steps() -> list[Step]:
                       "diesel pump's outlet pressure still low (P2)?", StepKind.DECIDE, actor="OP",
                       branches=((Var("failed:P3") & ~Var("P3_rechecked"), "P3.again"),
                                 (DIESEL_PUMP_LOW, "P2.pt805")),
-                      next="P7", src=False))
+                      # PT-805 unreadable: a person checks the discharge valve and the suction well
+                      on_unknown="P2.pt805", next="P7", src=False))
     steps.append(_mark("P3.again", "P6 done first: back to P3.", {"P3_rechecked": True}, "P3.recheck"))
     return steps
 

@@ -162,7 +162,8 @@ def _group(prefix: str, pump: str, after: str, fallback: str, if_running: str) -
         Step(f"{g}.check", f"(a) {pump}: check it is not running and its outlet {p.mov} is closed "
              "(not RESTART_BLOCKED).", StepKind.DECIDE, actor="PLC",
              branches=((T(p.running).on(), if_running), (T(p.zsc).on(), f"{g}.start")),
-             next=f"{g}.blocked", src=False),
+             # running or valve state unreadable: not confirmed closed, so not started (RESTART_BLOCKED)
+             on_unknown=f"{g}.blocked", next=f"{g}.blocked", src=False),
         _mark(f"{g}.blocked", f"{pump} is RESTART_BLOCKED: {p.mov} not confirmed closed.",
               {restart_blocked(pump): True}, f"{g}.blocked.alarm"),
         _alarm(f"{g}.blocked.alarm", f"Do not start {pump} against an open valve: use the standby.",

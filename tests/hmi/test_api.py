@@ -242,7 +242,7 @@ async def test_procedure_run_task_answer_hold_resume_and_two_person_abort(login:
     task_events = [e for e in events(ctrl, EventKind.TASK) if e.payload.get("answer") == "valid"]
     assert task_events and task_events[-1].user == "op1"
     r = await op1.post(f"{path}/answer", {"key": "L5.4", "answer": "done"})
-    assert r.status_code == 409 and "reading" in r.json()["detail"]  # a field the answer must carry
+    assert r.status_code == 400 and "reading" in r.json()["detail"]  # a field the answer must carry
     assert (await op1.post(f"{path}/hold")).status_code == 200
     assert ctrl.procedures.runs[rid].held
     assert (await op1.post(f"{path}/resume")).status_code == 200

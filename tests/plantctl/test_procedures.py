@@ -12,7 +12,7 @@ import yaml
 from plantctl.clock import VirtualClock
 from plantctl.engine import Actor, Role
 from plantctl.errors import ConfigError
-from plantctl.expr import T, Var
+from plantctl.expr import Rate, T, Var
 from plantctl.iolist import load_io_list
 from plantctl.journal import EventKind, Journal
 from plantctl.procedures import (
@@ -21,6 +21,8 @@ from plantctl.procedures import (
     ProcedureDef,
     ProcedureManager,
     Recurring,
+    Refusal,
+    Refused,
     Step,
     StepKind,
     Task,
@@ -65,6 +67,7 @@ class ToyStation:
         self.pressure = 5.0
         self.mode = 0
         self.writes: list[tuple[str, Any]] = []
+        self.silent: set[str] = set()  # tags the "PLC" stops reporting: they read BAD
 
     def step(self, dt: float) -> None:
         for n in self.x:
@@ -80,7 +83,7 @@ class ToyStation:
             out[f"ZSC-{n}"] = x <= 0.02
             out[f"ZSO-{n}"] = x >= 0.98
             out[f"XY-{n}"] = self.cmd[n]
-        return out
+        return {k: v for k, v in out.items() if k not in self.silent}
 
     def write(self, tag: str, value: Any) -> None:
         self.writes.append((tag, value))
@@ -292,3 +295,223 @@ def test_interrupt_lets_the_moving_valve_finish(iol: Any) -> None:
     assert run.state == "S1"  # V1 still moving: never reverse a valve halfway
     rig.run_for(4)
     assert run.state == "DONE" and toy.x[1] == 0.0 and toy.x[2] == 1.0
+
+
+# -- local confirmation (audit finding 5) ---------------------------------------------------------
+def loop_wait() -> ProcedureDef:
+    """A wait on PT-1 that a task can send the run back to (a loop, as L1.5.permit / L1.5.chase)."""
+    return ProcedureDef(
+        id="LOOP",
+        title="wait, check, wait again",
+        station="toy",
+        source="test",
+        steps=(
+            Step("W", "Wait for the pressure to fall below 1 MPa.", StepKind.WAIT, next="C", on_fail="ESCALATED",
+                 timeout_s=600, confirm=T("PT-1") < 1.0, confirm_for_s=5),
+            Step("C", "Check again?", StepKind.TASK, next="DONE", on_fail="DONE", timeout_s=600,
+                 task=Task("check", Role.OPERATOR, (), {"done": "", "again": "W"})),
+        ),
+    )
+
+
+def test_local_confirmation_is_refused_while_the_instrument_reads_no(iol: Any) -> None:
+    rig, toy = make_rig(iol, loop_wait())
+    run = rig.start("LOOP")
+    rig.run_for(2)
+    assert run.state == "W" and rig.table["PT-1"].good  # PT-1 = 5 MPa: "not below 1" is a known no
+    out = rig.procs.confirm_locally(run.run_id, OP, rig.now, rig.clock.wall())
+    assert not out.accepted and isinstance(out, Refused) and out.reason is Refusal.CONFLICT
+    assert "say no" in out.message and "PT-1 < 1" in out.message
+    assert "confirmed:W" not in run.vars
+    rig.run_for(30)
+    assert run.state == "W"  # one click does not pass a step the plant contradicts
+
+
+def test_local_confirmation_stands_in_for_an_unreadable_signal_for_one_visit_only(iol: Any) -> None:
+    rig, toy = make_rig(iol, loop_wait())
+    run = rig.start("LOOP")
+    toy.silent.add("PT-1")  # the transmitter stops reporting: BAD, the condition is unknown
+    rig.run_for(2)
+    assert not rig.table["PT-1"].good and run.state == "W"
+    assert rig.procs.confirm_locally(run.run_id, OP, rig.now, rig.clock.wall()).accepted
+    rig.run_for(6)
+    assert run.state == "C"  # the field check stood in for the unreadable signal
+    assert rig.answer(run.run_id, "C", "again", OP).accepted
+    rig.run_for(30)
+    assert run.state == "W" and "confirmed:W" not in run.vars  # entered again: asks again
+    # a field check made while unknown is withdrawn when the transmitter reads again and says no
+    assert rig.procs.confirm_locally(run.run_id, OP, rig.now, rig.clock.wall()).accepted
+    toy.silent.clear()
+    rig.run_for(2)
+    assert run.state == "W" and "confirmed:W" not in run.vars
+    toy.silent.add("PT-1")
+    rig.run_for(10)
+    assert run.state == "W"
+
+
+def test_local_confirmation_is_not_an_answer_to_a_task(iol: Any) -> None:
+    rig, toy = make_rig(iol, close_all())
+    run = rig.start("TOY")
+    rig.run_for(10)
+    toy.pressure = 0.5
+    rig.run_for(6)
+    assert run.state == "S3"
+    out = rig.procs.confirm_locally(run.run_id, OP, rig.now, rig.clock.wall())
+    assert not out.accepted and "answer its task" in out.message
+    rig.run_for(5)
+    assert run.state == "S3"
+
+
+# -- rate conditions (audit finding 6) ------------------------------------------------------------
+def steady_wait() -> ProcedureDef:
+    steady = ~Rate("PT-1", "<", -0.5, 10.0) & ~Rate("PT-1", ">", 0.5, 10.0)
+    return ProcedureDef(
+        id="STEADY", title="wait for a steady pressure", station="toy", source="test",
+        steps=(Step("W", "PT-1 steady.", StepKind.WAIT, next="DONE", on_fail="ESCALATED", timeout_s=3600,
+                    confirm=steady),),
+    )
+
+
+def test_a_rate_without_fresh_history_or_a_good_reading_is_unknown_never_steady(iol: Any) -> None:
+    rig, toy = make_rig(iol, steady_wait())
+    run = rig.start("STEADY")
+    rig.run_for(5)
+    assert run.state == "W"  # 5 s of history for a 10 s window: unknown, not "steady"
+    toy.silent.add("PT-1")  # the signal fails: the old history must not keep saying "steady"
+    rig.run_for(30)
+    assert run.state == "W" and rig.engine.alarms.is_active(f"{run.run_id}:W:bad")
+    assert rig.procs.rate("toy", "PT-1", 10.0, rig.now) is None
+    toy.silent.clear()
+    rig.run_for(5)
+    assert run.state == "W"  # back, but the gap broke the trend: a fresh window first
+    rig.run_for(10)
+    assert run.state == "DONE"
+
+
+def test_a_rate_whose_newest_sample_is_stale_is_unknown(iol: Any) -> None:
+    rig, toy = make_rig(iol, steady_wait())
+    rig.run_for(15)
+    assert rig.procs.rate("toy", "PT-1", 10.0, rig.now) == pytest.approx(0.0)
+    assert rig.procs.rate("toy", "PT-1", 10.0, rig.now + rig.procs.stale_after_s + 1.0) is None
+
+
+# -- task answers (audit findings 9 and 8) --------------------------------------------------------
+def answers_proc(two_person: bool = False) -> ProcedureDef:
+    return ProcedureDef(
+        id="ANS", title="answers", station="toy", source="test",
+        steps=(
+            Step("A", "Record the reading.", StepKind.TASK, next="B", on_fail="ESCALATED", timeout_s=600,
+                 task=Task("reading", Role.OPERATOR, (), {"done": ""}, ("reading",))),
+            Step("B", "Authorise.", StepKind.TASK, next="DONE", on_fail="ESCALATED", timeout_s=600,
+                 task=Task("authorise", Role.SUPERVISOR, (), {"authorised": "", "not now": "ESCALATED"},
+                           **({"two_person": True} if two_person else {}))),
+        ),
+    )
+
+
+SUP = Actor("sam", frozenset({Role.SUPERVISOR}))
+VIEWER = Actor("vic", frozenset({Role.VIEWER}))
+
+
+@pytest.mark.parametrize("extra", [{"confirmed:B": True}, {"permissives": True}, {"FUEL_URGENT_REQUESTED": True},
+                                   {"answer:B": "authorised"}])
+def test_an_answer_may_carry_only_the_values_its_task_asks_for(iol: Any, extra: dict[str, Any]) -> None:
+    rig, toy = make_rig(iol, answers_proc())
+    run = rig.start("ANS")
+    rig.tick()
+    before = dict(run.vars)
+    out = rig.answer(run.run_id, "A", "done", OP, {"reading": 4.2, **extra})
+    assert not out.accepted and isinstance(out, Refused) and out.reason is Refusal.INVALID
+    assert next(iter(extra)) in out.message
+    assert run.vars == before and "A" in run.tasks  # nothing written, the task still open
+    assert rig.answer(run.run_id, "A", "done", OP, {"reading": 4.2}).accepted
+    assert run.vars["reading"] == 4.2
+
+
+def test_a_task_may_not_ask_for_the_managers_own_variables(iol: Any) -> None:
+    bad = ProcedureDef(
+        id="BADF", title="bad fields", station="toy", source="test",
+        steps=(Step("A", "Record.", StepKind.TASK, next="DONE", on_fail="DONE", timeout_s=60,
+                    task=Task("t", Role.OPERATOR, (), {"done": ""}, ("permissives", "confirmed:A"))),),
+    )
+    text = "\n".join(validate(bad, {"toy": iol}))
+    assert "task field permissives is reserved" in text and "task field confirmed:A is reserved" in text
+
+
+def test_a_two_person_task_needs_a_second_different_person(iol: Any) -> None:
+    rig, toy = make_rig(iol, answers_proc(two_person=True))
+    run = rig.start("ANS")
+    rig.tick()
+    assert rig.answer(run.run_id, "A", "done", OP, {"reading": 1}).accepted
+    rig.tick()
+    assert run.state == "B" and run.summary()["tasks"][0]["two_person"] is True
+    procs, now, wall = rig.procs, rig.now, rig.clock.wall()
+    assert not procs.answer(run.run_id, "B", "authorised", SUP, now, wall).accepted  # alone
+    assert not procs.answer(run.run_id, "B", "authorised", SUP, now, wall, confirmed_by=SUP).accepted  # himself
+    out = procs.answer(run.run_id, "B", "authorised", SUP, now, wall, confirmed_by=VIEWER)
+    assert not out.accepted and isinstance(out, Refused) and out.reason is Refusal.ROLE  # role
+    assert "B" in run.tasks and "confirmed:B" not in run.vars
+    assert procs.answer(run.run_id, "B", "authorised", SUP, now, wall, confirmed_by=OP).accepted
+    rig.tick()
+    assert run.state == "DONE"
+    [ev] = [e for e in rig.events_of(EventKind.TASK) if e.payload.get("task") == "B" and "answer" in e.payload]
+    assert ev.user == "sam" and ev.payload["confirmed_by"] == "olga"
+
+
+def test_declining_a_two_person_task_needs_one_person(iol: Any) -> None:
+    rig, toy = make_rig(iol, answers_proc(two_person=True))
+    run = rig.start("ANS")
+    rig.tick()
+    rig.answer(run.run_id, "A", "done", OP, {"reading": 1})
+    rig.tick()
+    assert rig.answer(run.run_id, "B", "not now", SUP).accepted
+    rig.tick()
+    assert run.state == "ESCALATED"
+
+
+# -- decisions on unknown data (audit finding 10b) ------------------------------------------------
+def decide_proc(on_unknown: str = "") -> ProcedureDef:
+    ask = (Step(on_unknown, "Ask the field.", StepKind.TASK, next="DONE", on_fail="DONE", timeout_s=60,
+                task=Task("ask", Role.OPERATOR)),) if on_unknown else ()
+    return ProcedureDef(
+        id="DEC", title="decide", station="toy", source="test",
+        steps=(
+            Step("D", "Pressure low? Then vent, else isolate.", StepKind.DECIDE, next="ISOLATE",
+                 branches=((T("PT-1") < 1.0, "VENT"),), **({"on_unknown": on_unknown} if on_unknown else {})),
+            Step("VENT", "Vent.", StepKind.TASK, next="DONE", on_fail="DONE", timeout_s=60,
+                 task=Task("vent", Role.OPERATOR)),
+            Step("ISOLATE", "Isolate.", StepKind.TASK, next="DONE", on_fail="DONE", timeout_s=60,
+                 task=Task("isolate", Role.OPERATOR)),
+            *ask,
+        ),
+    )
+
+
+def test_a_decision_holds_on_unknown_instead_of_taking_its_default(iol: Any) -> None:
+    rig, toy = make_rig(iol, decide_proc())
+    toy.silent.add("PT-1")
+    rig.run_for(1)
+    run = rig.start("DEC")
+    rig.run_for(29)
+    assert run.state == "D"  # not ISOLATE: the default is not "unknown"
+    rig.run_for(2)
+    assert rig.engine.alarms.is_active(f"{run.run_id}:D:bad")
+    toy.silent.clear()
+    toy.pressure = 0.5
+    rig.run_for(1)
+    assert run.state == "VENT"
+
+
+def test_a_decision_goes_where_it_says_an_unknown_goes(iol: Any) -> None:
+    rig, toy = make_rig(iol, decide_proc(on_unknown="ASK"))
+    toy.silent.add("PT-1")
+    rig.run_for(1)
+    run = rig.start("DEC")
+    rig.tick()
+    assert run.state == "ASK"
+    bad = ProcedureDef(
+        id="BADU", title="bad", station="toy", source="test",
+        steps=(Step("W", "wait", StepKind.WAIT, next="DONE", on_fail="DONE", timeout_s=5, confirm=T("PT-1") < 1,
+                    on_unknown="DONE"),),
+    )
+    assert "on_unknown is for decisions" in "\n".join(validate(bad, {"toy": iol}))

@@ -224,6 +224,21 @@ def test_gas_l_unclassified_in_time_goes_to_most_upstream_plausible_location(
     assert started == {target}
 
 
+def test_gas_l_unreadable_upstream_evidence_goes_to_l1_not_downstream(iol: IOList) -> None:
+    # N3 shows evidence (FT-204 - FT-323) but PT-101, the evidence for N1, is BAD: N1 stays plausible,
+    # so the most upstream plausible location is L1 (a default or a downstream guess would be wrong)
+    b = bench(iol)
+    b.inject("leak", zone="N3", hole_mm=30.0)
+    b.inject("sensor_fault", tag="PT-101")
+    run = b.start("GAS-L")
+    b.reach(run, "L0", 2)
+    b.answer(run, "L0", "done")
+    b.reach(run, Terminal.HANDED_OVER.value, 320)
+    assert not b.rig.table["PT-101"].good
+    assert run.vars["LEAK_LOC"] == 1 and "G0.4.auto1" in b.path(run)
+    assert b.active("GAS-L1") and not b.rig.procs.active("GAS-L3")
+
+
 # =====================================================================================================
 # GAS-S: small leak
 # =====================================================================================================
@@ -372,6 +387,12 @@ def test_l1_offtake_silent_uses_alternate_channel_stops_unit_and_keeps_vent_bloc
     b.reach(run, "L1.5.permit", 2)
     b.rig.run_for(60)
     assert run.state == "L1.5.permit" and b.commands("HS-102") == []
+    # ZSC-001 reads GOOD and says "not closed": one click must not open the vent with XV-001 open
+    assert b.rig.table["ZSC-001"].good and not b.value("ZSC-001")
+    out = b.rig.procs.confirm_locally(run.run_id, OP, b.rig.now, b.rig.clock.wall())
+    assert not out.accepted and "ZSC-001" in out.message
+    b.rig.run_for(60)
+    assert run.state == "L1.5.permit" and b.commands("HS-102") == []
 
 
 def test_l1_vent_stuck_goes_to_alternate_vent_f_g05(iol: IOList) -> None:
@@ -395,6 +416,9 @@ def test_l1_vent_stuck_goes_to_alternate_vent_f_g05(iol: IOList) -> None:
 # GAS-L2: regulating station
 # =====================================================================================================
 def _l2_to_patrol(b: Bench) -> Run:
+    # The controller has watched the plant for a while before a leak: "FT-323 steady" needs a full
+    # window of fresh history (an unknown trend holds L2.2, it never passes it).
+    b.rig.run_for(gas_leak_l2.FT323_STEADY_WINDOW_S)
     b.inject("leak", zone="N2", hole_mm=20.0)
     run = b.start("GAS-L2")
     b.reach(run, "L2.1", 2)
@@ -413,6 +437,27 @@ def _l2_to_patrol(b: Bench) -> Run:
     b.reach(run, "L2.4", 2)
     b.rig.tick()  # the patrol task opens on the scan after L2.4 is entered
     return run
+
+
+def test_l2_ft323_fault_holds_the_branch_switch_never_steady_from_stale_data(iol: IOList) -> None:
+    b = bench(iol)
+    b.rig.run_for(gas_leak_l2.FT323_STEADY_WINDOW_S)  # a full window of good history before the fault
+    b.inject("leak", zone="N2", hole_mm=20.0)
+    run = b.start("GAS-L2")
+    b.reach(run, "L2.1", 2)
+    b.answer(run, "L2.1", "A")
+    b.reach(run, "L2.2.A.close", 5)
+    b.inject("sensor_fault", tag="FT-323")
+    b.run_until(lambda: bool(b.value("ZSC-211A") and b.value("ZSC-216A")), 30, "run A closed")
+    b.gas.clear("leak")
+    b.rig.run_for(gas_leak_l2.SWITCH_CLOSE_S + 60)
+    # the valves are closed and PT-202 is in band, but "FT-323 steady" cannot be known: held, alarmed
+    assert not b.rig.table["FT-323"].good
+    assert run.state == "L2.2.A.close" and "ISOLATED_RUN" not in run.vars
+    assert b.alarm(f"{run.run_id}:L2.2.A.close:bad")
+    b.gas.clear("sensor_fault")
+    b.reach(run, "L2.5", gas_leak_l2.FT323_STEADY_WINDOW_S + gas_leak_l2.PT202_HOLD_S + 10)
+    assert run.vars["ISOLATED_RUN"] == "A"
 
 
 def test_l2_switches_run_and_patrol_goes_overdue(iol: IOList) -> None:
@@ -690,8 +735,16 @@ def test_restore_refuses_without_purge_then_lines_up_in_order(iol: IOList) -> No
     run = b.start("GAS-R")
     b.reach(run, "R1", 2)
     assert not b.rig.answer(run.run_id, "R1", "authorised", OP).accepted  # a supervisor's decision
-    b.answer(run, "R1", "authorised", SUP)
+    procs = b.rig.procs
+    alone = procs.answer(run.run_id, "R1", "authorised", SUP, b.rig.now, b.rig.clock.wall())
+    assert not alone.accepted and "second, different person" in alone.message  # and a two-person one
+    assert not procs.answer(run.run_id, "R1", "authorised", SUP, b.rig.now, b.rig.clock.wall(),
+                            confirmed_by=SUP).accepted
+    assert procs.answer(run.run_id, "R1", "authorised", SUP, b.rig.now, b.rig.clock.wall(),
+                        confirmed_by=OP).accepted
     b.reach(run, "R2", 2)
+    [auth] = [e for e in b.rig.events_of(EventKind.TASK) if e.payload.get("task") == "R1" and "answer" in e.payload]
+    assert auth.user == "sam" and auth.payload["confirmed_by"] == "olga"
     b.rig.tick()  # the report task opens on the scan after R2 is entered
     b.answer(run, "R2.report", "reported", purge_confirmed=False, leak_cleared=True)
     b.rig.run_for(600)
@@ -704,6 +757,7 @@ def test_restore_refuses_without_purge_then_lines_up_in_order(iol: IOList) -> No
     assert order.index("XY-205") < order.index("XY-301") < min(order.index("XY-311A"), order.index("XY-313A"))
     assert sorted(order) == sorted(LINE_UP)
     assert not b.value("ZSO-311B")  # the standby branch stays shut
-    b.answer(run, "R10", "start")
+    assert not b.rig.answer(run.run_id, "R10", "start", OP).accepted  # the GT start: two-person too
+    assert procs.answer(run.run_id, "R10", "start", OP, b.rig.now, b.rig.clock.wall(), confirmed_by=SUP).accepted
     b.reach(run, Terminal.DONE.value, SRV320_OPEN_S + 2)
     assert b.value("ZSO-320") and gt_state(b) in (GTState.STARTING, GTState.RUNNING)
