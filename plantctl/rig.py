@@ -176,8 +176,11 @@ class VirtualRig:
         self._flush()
         return out
 
-    def answer(self, run_id: str, key: str, answer: str, actor: Actor, values: Mapping[str, Any] | None = None) -> Outcome:
-        out = self.procs.answer(run_id, key, answer, actor, self.clock.now(), self.clock.wall(), values)
+    def answer(self, run_id: str, key: str, answer: str, actor: Actor, values: Mapping[str, Any] | None = None,
+               confirmed_by: Actor | None = None) -> Outcome:
+        """Answer a task; a two-person task's affirmative answer needs ``confirmed_by``."""
+        out = self.procs.answer(run_id, key, answer, actor, self.clock.now(), self.clock.wall(), values,
+                                confirmed_by=confirmed_by)
         self._flush()
         return out
 

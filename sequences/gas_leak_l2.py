@@ -130,7 +130,9 @@ STEPS: tuple[Step, ...] = (
                   "cordoned, no spark sources inside the cordon."),
     Step("L2.5.route", "Station still supplying the GT on one run: depressurise the isolated run and patrol; "
          "station shut: depressurise the isolated header.",
-         StepKind.DECIDE, actor="OP", next="L2.6", branches=((STATION_SHUT, "L2.6.hdr"),), src=False),
+         StepKind.DECIDE, actor="OP", next="L2.6", branches=((STATION_SHUT, "L2.6.hdr"),),
+         # unknown whether the station is shut: depressurise only the run the procedure isolated
+         on_unknown="L2.6", src=False),
     Step("L2.6", "Depressurise the isolated run through its vent before repair (run pressure <= 0.05 MPa).",
          StepKind.TASK, actor="FLD", next="L2.4", on_fail="L2.6.drain", timeout_s=DEPRESSURISE_S,
          field_work=True, confirm=NumVar("run_pressure_mpa", "<=", DEPRESSURISED_MPA),

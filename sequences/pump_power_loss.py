@@ -329,7 +329,9 @@ def _p7_p9_steps() -> list[Step]:
     return [
         Step("P7", "On a long outage, watch the diesel day-tank level and refill or request fuel.",
              StepKind.DECIDE, actor="OP",
-             branches=((FUEL_LLL_X, "P7.LLL"), (FUEL_LL, "P7.LL"), (FUEL_L, "P7.L")), next="P8"),
+             branches=((FUEL_LLL_X, "P7.LLL"), (FUEL_LL, "P7.LL"), (FUEL_L, "P7.L")), next="P8",
+             # LT-806 unreadable counts as low (its bad_means): the urgent fuel request, not a wait
+             on_unknown="P7.LL"),
         Step("P7.L", "Day tank at the low-fuel alarm (<= 66.7 %): refill from the reserve or request fuel.",
              StepKind.TASK, actor="OP", timeout_s=FUEL_REQUEST_S, next="P8", on_fail="P8",
              sets={FUEL_REQUESTED: True}, src=False,

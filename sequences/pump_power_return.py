@@ -215,6 +215,7 @@ def _r1_steps() -> tuple[list[Step], list[Interrupt]]:
              "start.", StepKind.DECIDE, actor="OP/PLC",
              # a start needs a stable bus: back to R0 if it is not (a BAD bus state decides nothing)
              branches=((~T("XS-601").state("RESTORED_STABLE"), "R0"),),
+             on_unknown="R0",  # a bus state that cannot be read is not a stable bus: R0 waits, with its deadline
              next=f"R1.{RESTART_ORDER[0]}.check"),
     ]
     interrupts: list[Interrupt] = []
