@@ -20,6 +20,7 @@ ever returned.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -159,9 +160,15 @@ class Signal:
         return self.kind == Kind.STATE_ENUM or self.type == CommandType.ENUM
 
     def to_raw(self, value: float | int | bool) -> int:
-        """Engineering value to the register/bit value (clamped to 16 bits)."""
+        """Engineering value to the register/bit value (clamped to 16 bits).
+
+        NaN and +/-Inf have no register value: ValueError naming the tag (clamping
+        +Inf to 65535 or NaN to anything would invent a measurement; readers judge a
+        non-finite value BAD before they scale it, see fieldbus.base.reading_from_value)."""
         if self.is_bit:
             return 1 if value else 0
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{self.tag}: {value!r} has no raw value")
         if self.is_enum:
             return max(0, min(65535, int(value)))
         assert self.range is not None and self.raw is not None

@@ -6,7 +6,8 @@ reports through two callbacks the runtime gives it:
 
 - ``on_readings(list[(tag, Reading)])``: new samples, already scaled to
   engineering units and given a quality (a 4-20 mA loop outside its live-zero
-  band is BAD/SENSOR_FAULT; a value past its range is UNCERTAIN/OUT_OF_RANGE);
+  band is BAD/SENSOR_FAULT, and so is a NaN or infinite number; a value past its
+  range is UNCERTAIN/OUT_OF_RANGE);
 - ``on_link(up, t, detail)``: the link changed state. On a lost link the driver
   first reports every tag of the station BAD/COMMS_LOST, so nothing downstream
   keeps trusting the last value.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -93,8 +95,19 @@ def reading_from_raw(sig: Signal, raw: int, t: float) -> Reading:
     return reading_from_value(sig, value, t)
 
 
+def is_non_finite(value: object) -> bool:
+    """A float that is NaN or infinite (never a bool or an int: those are always finite)."""
+    return isinstance(value, float) and not math.isfinite(value)
+
+
 def reading_from_value(sig: Signal, value: Value, t: float) -> Reading:
     """Quality for a value already in engineering units (OPC-UA, loopback)."""
+    if is_non_finite(value):
+        # NaN or +/-Inf is what a PLC or gateway sends for a failed channel or a failed
+        # conversion; it is never a measurement. Judged before any scaling: Signal.to_raw
+        # cannot turn it into counts, a range check lets NaN through (every comparison with
+        # NaN is False), and int() of it raises. The value is kept as sent, under BAD.
+        return Reading(value, Quality.BAD, t, Reason.SENSOR_FAULT)
     if sig.kind is Kind.ANALOG_IN and sig.range is not None and not isinstance(value, bool):
         lo, hi = sig.range
         span = hi - lo

@@ -15,8 +15,13 @@ Data. Every signal of the I/O list is a node ``ns=<IOList.namespace_uri>;s=
 notification becomes a Reading:
 
 - the server's StatusCode sets the quality: Good -> the value's own checks
-  (``reading_from_value``: range, 4-20 mA live zero); Uncertain* -> at best
-  UNCERTAIN/DEVICE_STATUS; Bad* -> BAD/DEVICE_STATUS (the last value kept for display);
+  (``reading_from_value``: NaN/Inf, range, 4-20 mA live zero); Uncertain* -> at
+  best UNCERTAIN/DEVICE_STATUS; Bad* -> BAD/DEVICE_STATUS (the last value kept for
+  display). A NaN or infinite number is BAD/SENSOR_FAULT whatever the status says;
+- a notification that cannot be turned into a Reading (any exception while
+  converting it) makes that tag BAD/DEVICE_STATUS, logged once per tag until it
+  converts again. asyncua would otherwise log and swallow the exception, no
+  reading would be emitted, and the tag would keep its last good value;
 - ``Reading.t`` is the controller clock when the notification arrived, never
   the server's SourceTimestamp: staleness, deadlines and the Modbus readings
   must all be judged on one time base, and a PLC's clock can be wrong or jump.
@@ -26,7 +31,13 @@ Supervision. A lost link must not look like a quiet plant (a subscription
 sends nothing when nothing changes). Every ``keepalive`` seconds of the clock
 the driver reads the server's ``ServerStatus/CurrentTime`` with a ``timeout``;
 asyncua's connection-lost callback and a Bad subscription status cut that wait
-short. Any failure is an outage: every tag BAD/COMMS_LOST at once,
+short. A successful probe proves the session, not the values: it restamps only
+the tags whose last notification converted to a non-BAD Reading (``_confirmed``);
+a tag whose last update failed or was BAD is never restamped, so it goes stale
+rather than staying fresh on an old value. (A server whose own data source froze
+still answers the probe and keeps the values fresh: only a PLC I/O heartbeat tag
+would catch that, which is not supervised yet, see docs/io-lists.md "Known limits".)
+Any failure is an outage: every tag BAD/COMMS_LOST at once,
 ``on_link(False)`` once, the client torn down, and a *new* client, session and
 subscription built after a capped exponential backoff (a restarted server has
 forgotten the old session, so resubscribing from scratch is the only reliable
@@ -67,6 +78,7 @@ from .base import (
     ReadingsCallback,
     cancel_and_wait,
     command_signal,
+    is_non_finite,
     readable_signals,
     reading_from_value,
 )
@@ -173,11 +185,15 @@ def _default_variant(sig: Signal) -> ua.VariantType:
 
 
 def _coerce(sig: Signal, value: Any) -> Value | None:
-    """A notification's value in the I/O list's terms, or None when it has the wrong type."""
+    """A notification's value in the I/O list's terms, or None when it has the wrong type.
+    A NaN or infinite float comes back as it is, for any non-bit signal (an enum too):
+    ``reading_from_value`` judges it BAD/SENSOR_FAULT, and ``int()`` of it would raise."""
     if sig.is_bit:
         return value if isinstance(value, bool) else None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
+    if is_non_finite(value):
+        return float(value)
     if sig.is_enum:
         return int(value)
     return float(value)
@@ -252,7 +268,10 @@ class OpcUaDriver:
         self._variants: dict[str, ua.VariantType] = {s.tag: _default_variant(s) for s in self._signals}
         self._nodes: dict[str, Node] = {}
         self._last: dict[str, Value] = {s.tag: (False if s.is_bit else 0.0) for s in self._signals}
-        self._latest: dict[str, Reading] = {}  # the last reading reported per tag (for keepalive restamping)
+        # The last reading of each tag that a notification of the current session confirmed
+        # (converted, not BAD): the only ones a keepalive may restamp (see _confirm_unchanged).
+        self._confirmed: dict[str, Reading] = {}
+        self._failing: set[str] = set()  # tags whose conversion failed (logged once per streak)
         self._client: Client | None = None
         self._sub: Subscription | None = None
         self._generation = 0
@@ -365,6 +384,7 @@ class OpcUaDriver:
         await self._watch()
 
     async def _connect_and_subscribe(self, generation: int) -> None:
+        self._confirmed.clear()  # a new session confirms its values afresh
         client = Client(self.url, timeout=self.timeout, auto_reconnect=False)
         self._client = client
         client.application_uri = self.application_uri
@@ -400,6 +420,7 @@ class OpcUaDriver:
             if isinstance(handle, ua.StatusCode):
                 log.error("%s: cannot monitor %s (%s): %s", self.station, sig.tag, sig.opcua_node, handle)
                 refused.append((sig.tag, Reading(self._last[sig.tag], Quality.BAD, t, Reason.DEVICE_STATUS)))
+                self._confirmed.pop(sig.tag, None)
         self._nodes = nodes
         self._emit(refused)
 
@@ -425,13 +446,16 @@ class OpcUaDriver:
 
     def _confirm_unchanged(self) -> None:
         """A subscription is silent while nothing changes. After a keepalive proves the
-        session alive, every value not reported otherwise is still current: restamp it,
-        so an unchanging good value does not go stale in the tag table while a dead link
-        still does (its keepalive fails and the outage marks everything BAD)."""
+        session alive, every value the subscription confirmed and did not report otherwise
+        is still current: restamp it, so an unchanging good value does not go stale in the
+        tag table while a dead link still does (its keepalive fails and the outage marks
+        everything BAD). Only ``_confirmed`` is restamped: a tag whose last notification
+        was BAD or failed to convert keeps its old time and goes stale."""
         if not self._link_up:
             return
         t = self._clock.now()
-        fresh = [(tag, replace(r, t=t)) for tag, r in self._latest.items() if r.quality is not Quality.BAD]
+        fresh = [(tag, replace(r, t=t)) for tag, r in self._confirmed.items()]
+        self._confirmed.update(fresh)
         self._emit(fresh)
 
     async def _sleep_or_lost(self, deadline: float) -> None:
@@ -450,6 +474,7 @@ class OpcUaDriver:
         client, self._client = self._client, None
         self._sub = None
         self._nodes = {}
+        self._confirmed.clear()  # nothing is confirmed without a session
         if client is None:
             return
         self._generation += 1  # anything the old session still delivers is dropped
@@ -482,11 +507,34 @@ class OpcUaDriver:
         # The controller's clock at receipt, not dv.SourceTimestamp: staleness is judged on
         # one time base for every driver, and a PLC's clock may be wrong or jump.
         t = self._clock.now()
+        try:
+            reading = self._convert(sig, val, data, t)
+        except Exception:
+            # Whatever the cause (a value no check foresaw, a malformed notification), this
+            # tag's state is unknown now. Raised out of this handler, asyncua would log and
+            # swallow it, and the tag would keep its last good reading, restamped fresh by
+            # every keepalive: say BAD instead, and log once until it converts again.
+            if sig.tag not in self._failing:
+                self._failing.add(sig.tag)
+                log.exception("%s: cannot convert a notification of %s (%s): BAD until it converts",
+                              self.station, sig.tag, sig.opcua_node)
+            self._confirmed.pop(sig.tag, None)
+            self._emit([(sig.tag, Reading(self._last[sig.tag], Quality.BAD, t, Reason.DEVICE_STATUS))])
+            return
+        self._failing.discard(sig.tag)
+        if reading.quality is Quality.BAD:
+            self._confirmed.pop(sig.tag, None)
+        else:
+            self._confirmed[sig.tag] = reading
+        self._emit([(sig.tag, reading)])
+
+    def _convert(self, sig: Signal, val: Any, data: DataChangeNotif, t: float) -> Reading:
+        """One notification as a Reading; may raise on anything unforeseen (see _on_data)."""
         dv = data.monitored_item.Value
         code = dv.StatusCode if dv is not None and dv.StatusCode is not None else ua.StatusCode()
         if dv is not None and dv.SourceTimestamp is not None:
             self.source_timestamps[sig.tag] = dv.SourceTimestamp
-        self._emit([(sig.tag, self._reading(sig, val, code, t))])
+        return self._reading(sig, val, code, t)
 
     def _reading(self, sig: Signal, val: Any, code: ua.StatusCode, t: float) -> Reading:
         quality = status_quality(code)
@@ -494,6 +542,10 @@ class OpcUaDriver:
         if quality is Quality.BAD or value is None:
             # The server says the value is bad, or sent something that is not this signal's type.
             return Reading(self._last[sig.tag], Quality.BAD, t, Reason.DEVICE_STATUS)
+        if is_non_finite(value):
+            # BAD/SENSOR_FAULT (reading_from_value), shown with the last finite value: a NaN
+            # is not a value to display, nor to keep for a later BAD status.
+            return replace(reading_from_value(sig, value, t), value=self._last[sig.tag])
         self._last[sig.tag] = value
         r = reading_from_value(sig, value, t)
         if quality is Quality.UNCERTAIN and r.quality is Quality.GOOD:
@@ -524,6 +576,7 @@ class OpcUaDriver:
             return
         self._link_up = False
         self._down_reported = True
+        self._confirmed.clear()
         t = self._clock.now()
         reason = Reason.COMMS_LOST if self._ever_up else Reason.NOT_CONNECTED
         self._emit([(s.tag, Reading(self._last[s.tag], Quality.BAD, t, reason)) for s in self._signals])
@@ -533,8 +586,6 @@ class OpcUaDriver:
     def _emit(self, readings: list[tuple[str, Reading]]) -> None:
         if not readings:
             return
-        for tag, r in readings:
-            self._latest[tag] = r
         try:
             self._on_readings(readings)
         except Exception:

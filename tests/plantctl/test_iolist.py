@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import textwrap
 from pathlib import Path
 
@@ -128,3 +129,12 @@ def test_shipped_io_lists_are_valid(name: str) -> None:
     assert len(iol.signals) > 40
     # every input says what BAD means for safety
     assert all(s.bad_means for s in iol.signals if s.kind is not Kind.COMMAND_OUT)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_to_raw_refuses_a_non_finite_value_by_name(tmp_path: Path, value: float) -> None:
+    """NaN/Inf has no register value: a ValueError naming the tag, never a clamped count
+    (+Inf as 65535 or -Inf as 0 would be a made-up measurement)."""
+    pt = load_io_list(write(tmp_path, GOOD)).by_tag["PT-101"]
+    with pytest.raises(ValueError, match="PT-101"):
+        pt.to_raw(value)

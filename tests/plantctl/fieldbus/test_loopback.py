@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -125,3 +126,36 @@ async def test_async_polling_follows_the_clock(iolists: dict[str, IOList], make_
         assert rec.latest["PT-101"].t == pytest.approx(1.0)
     finally:
         await drv.stop()
+
+
+class _NaNModel:
+    """A station model whose reading of some tags is NaN or infinite (a failed conversion
+    in the PLC or a gateway), the rest from the real gas station model."""
+
+    def __init__(self, overrides: dict[str, float]) -> None:
+        self.inner = GasStation(seed=0)
+        self.overrides = overrides
+
+    def read_tags(self) -> dict[str, float | int | bool]:
+        return {**self.inner.read_tags(), **self.overrides}
+
+    def write(self, tag: str, value: float | int | bool) -> None:
+        self.inner.write(tag, value)
+
+
+def test_a_non_finite_value_is_bad_sensor_fault(iolists: dict[str, IOList], make_recorder: Callable[[], Recorder]) -> None:
+    iol = iolists[GAS]
+    model = _NaNModel({"GD-401A": math.nan, "PT-322": math.inf, "XS-400": math.nan})
+    clock = VirtualClock()
+    rec = make_recorder()
+    drv = LoopbackDriver(iol, model, clock, rec.on_readings, rec.on_link)
+    for _ in range(2):  # the second poll goes through the "unchanged" shortcut: NaN != NaN, judged again
+        drv.poll(clock.now())
+        for tag in model.overrides:
+            r = rec.latest[tag]
+            assert (r.quality, r.reason, r.t) == (Quality.BAD, Reason.SENSOR_FAULT, clock.now()), tag
+        assert rec.latest["GD-401B"].quality is Quality.GOOD
+        clock.advance(0.1)
+    model.overrides = {}
+    drv.poll(clock.now())
+    assert all(rec.latest[t].quality is Quality.GOOD for t in ("GD-401A", "PT-322", "XS-400"))

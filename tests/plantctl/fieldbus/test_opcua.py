@@ -7,6 +7,7 @@ folder and put into the server's trust list, as an operator would do once.
 from __future__ import annotations
 
 import asyncio
+import math
 import shutil
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -16,11 +17,12 @@ from typing import TYPE_CHECKING
 import pytest
 from asyncua import ua
 
+import plantctl.fieldbus.opcua as opcua_module
 from plantctl.clock import RealClock, VirtualClock
 from plantctl.errors import DriverError
 from plantctl.fieldbus.opcua import OpcUaDriver, OpcUaSecurity, ensure_client_certificate, status_quality
-from plantctl.iolist import CommandType, IOList, Kind
-from plantctl.tags import Quality, Reason
+from plantctl.iolist import CommandType, IOList, Kind, Signal
+from plantctl.tags import Quality, Reading, Reason, Value
 from sim_plc.gas_station import GasStation
 from sim_plc.opcua_server import OpcuaSecurity, StationOpcuaServer, ensure_pki
 from sim_plc.plant import Plant
@@ -350,3 +352,108 @@ async def test_security_none_only_when_asked(site: Site, make_recorder: Callable
         await drv.stop()
     with pytest.raises(ValueError):
         make_driver(site, rec, security="Basic128Rsa15")
+
+
+async def test_non_finite_values_are_bad_and_never_restamped(
+    site: Site, make_recorder: Callable[[], Recorder]
+) -> None:
+    """NaN/Inf in the server's address space: BAD/SENSOR_FAULT at once, still BAD after
+    several keepalives (which restamp the other, unchanged tags), GOOD again on a number."""
+    rec = make_recorder()
+    drv = make_driver(site, rec)
+    await drv.start()
+    try:
+        await rec.until(lambda: rec.all_reported(site.iol), what="initial values")
+        server = site.server.server
+        assert server is not None
+        # Live-zero analogs: to_raw of NaN/Inf used to raise inside asyncua's handler, so nothing
+        # was emitted and the last GOOD value was restamped fresh by every keepalive. (The server
+        # refuses a Double on an Int32 enum node; _coerce of a NaN enum is tested below.)
+        cases = {"GD-401A": math.nan, "PT-322": math.inf}
+        before = {tag: rec.latest[tag].value for tag in cases}
+        for tag, v in cases.items():
+            await server.write_attribute_value(
+                site.server.node_id(tag), ua.DataValue(ua.Variant(v, ua.VariantType.Double))
+            )
+        await rec.until(lambda: all(rec.latest[t].quality is Quality.BAD for t in cases), timeout=5.0,
+                        what="non-finite values BAD")
+        bad_at = {}
+        for tag in cases:
+            r = rec.latest[tag]
+            assert r.reason is Reason.SENSOR_FAULT, (tag, r)
+            assert r.value == before[tag], (tag, r)  # the last finite value kept for display
+            bad_at[tag] = r.t
+        # Past several keepalives: PT-101 (unchanged, confirmed) is restamped, the NaN tags are not.
+        t_bad = max(bad_at.values())
+        await rec.until(lambda: rec.latest["PT-101"].t > t_bad + 3 * drv.keepalive, timeout=5.0,
+                        what="three keepalives after the NaN")
+        assert rec.latest["PT-101"].quality is Quality.GOOD
+        for tag in cases:
+            r = rec.latest[tag]
+            assert r.quality is Quality.BAD and r.t == bad_at[tag], (tag, r)  # never restamped fresh
+        # A number again: GOOD, and restamped like any confirmed value.
+        await server.write_attribute_value(site.server.node_id("GD-401A"), ua.DataValue(ua.Variant(1.5, ua.VariantType.Double)))
+        await rec.until(lambda: rec.latest["GD-401A"].quality is Quality.GOOD, timeout=5.0, what="GD-401A GOOD again")
+        assert rec.latest["GD-401A"].value == 1.5
+        t_good = rec.latest["GD-401A"].t
+        await rec.until(lambda: rec.latest["GD-401A"].t > t_good, timeout=5.0, what="GD-401A restamped")
+    finally:
+        await drv.stop()
+
+
+async def test_a_conversion_failure_is_bad_logged_once_and_never_restamped(
+    site: Site, make_recorder: Callable[[], Recorder], monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Any exception while turning one notification into a Reading (here a fault injected
+    into the conversion) makes that tag BAD/DEVICE_STATUS instead of vanishing inside
+    asyncua's handler, with one log record per failure streak; other tags are unaffected."""
+    rec = make_recorder()
+    drv = make_driver(site, rec)
+    broken = {"PT-101"}
+    real = opcua_module.reading_from_value
+
+    def faulty(sig: Signal, value: Value, t: float) -> Reading:
+        if sig.tag in broken:
+            raise RuntimeError(f"conversion of {sig.tag} broke")
+        return real(sig, value, t)
+
+    monkeypatch.setattr(opcua_module, "reading_from_value", faulty)
+    await drv.start()
+    try:
+        await rec.until(lambda: rec.all_reported(site.iol), what="initial values")
+        r = rec.latest["PT-101"]
+        assert (r.quality, r.reason) == (Quality.BAD, Reason.DEVICE_STATUS)
+        assert rec.latest["PT-201"].quality is Quality.GOOD
+        server = site.server.server
+        assert server is not None
+        node = site.server.node_id("PT-101")
+        count = rec.counts["PT-101"]
+        await server.write_attribute_value(node, ua.DataValue(ua.Variant(4.1, ua.VariantType.Double)))
+        await rec.until(lambda: rec.counts["PT-101"] > count, timeout=5.0, what="a second failed notification")
+        t_fail = rec.latest["PT-101"].t
+        assert rec.latest["PT-101"].quality is Quality.BAD
+        # Keepalives restamp the confirmed tags, never the failed one.
+        await rec.until(lambda: rec.latest["PT-201"].t > t_fail + 3 * drv.keepalive, timeout=5.0,
+                        what="three keepalives after the failure")
+        assert rec.latest["PT-101"].t == t_fail and rec.latest["PT-101"].quality is Quality.BAD
+        logged = [x for x in caplog.records if "cannot convert" in x.getMessage() and "PT-101" in x.getMessage()]
+        assert len(logged) == 1, logged  # once per streak, not once per notification
+        # The conversion works again: GOOD, and restamped from then on.
+        broken.clear()
+        await server.write_attribute_value(node, ua.DataValue(ua.Variant(4.2, ua.VariantType.Double)))
+        await rec.until(lambda: rec.latest["PT-101"].quality is Quality.GOOD, timeout=5.0, what="GOOD again")
+        t_good = rec.latest["PT-101"].t
+        await rec.until(lambda: rec.latest["PT-101"].t > t_good, timeout=5.0, what="restamped again")
+    finally:
+        await drv.stop()
+
+
+def test_coerce_passes_a_non_finite_number_on_to_be_judged(iolists: dict[str, IOList]) -> None:
+    """An enum node served as a Double NaN: int(nan) used to raise inside the handler."""
+    xs = iolists[GAS].by_tag["XS-400"]
+    for v in (math.nan, math.inf, -math.inf):
+        coerced = opcua_module._coerce(xs, v)
+        assert isinstance(coerced, float) and not math.isfinite(coerced)
+    assert opcua_module._coerce(xs, 2.0) == 2
+    assert opcua_module._coerce(iolists[GAS].by_tag["TS-402"], math.nan) is None  # not a bool: wrong type
