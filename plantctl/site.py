@@ -8,6 +8,18 @@ commands exist in that station's I/O list with the right kind, vote sizes fit,
 procedure ids are known when a catalogue is given), and every problem comes back
 as ``file:line: field: message`` before anything runs. Paths in a site file are
 relative to the file itself.
+
+Two cross-checks keep the matrix honest about what its I/O lists say:
+
+- a command effect's value must be one the driver will write: true/false for a bool
+  output, a number inside the range for an analog one, a state name (or index) for an
+  enum. A string such as ``"false"`` on a bool output would pass a loose check and then
+  make the driver refuse the write at the moment of the trip;
+- a member whose signal the I/O list declares ``bad_counts_as: unsafe`` must count
+  against the plant when it is BAD. ``degraded: drop`` or ``reduce`` makes a BAD member
+  not count toward the trip, so it needs an explicit ``degraded_reason`` (why this
+  group favours availability, e.g. plant-reference 3.7 FAULT_VOTES_TRIP = false), which
+  is kept in ``Site.degraded_reasons`` for the journal and the documentation.
 """
 
 from __future__ import annotations
@@ -21,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .errors import ConfigError
 from .interlocks import Condition, Effect, Interlock, Op
-from .iolist import CommandType, IOList, Kind, load_io_list
+from .iolist import BadCountsAs, CommandType, IOList, Kind, Signal, load_io_list
 from .voting import DegradedMode
 from .yamlio import LineDict, LineList, line_of, load_yaml
 
@@ -107,6 +119,8 @@ class _Interlock(BaseModel):
     description: str
     vote: str = "1oo1"
     degraded: DegradedMode = DegradedMode.VOTE_TRIP
+    # Why drop/reduce is right although a member is declared bad_counts_as: unsafe.
+    degraded_reason: str | None = None
     members: list[_Member] = Field(min_length=1)
     on_delay_s: float = Field(0.0, ge=0)
     off_delay_s: float = Field(0.0, ge=0)
@@ -187,6 +201,8 @@ class Site:
     override_max_s: float
     hmi: dict[str, Any] = field(default_factory=dict)
     alarms: dict[str, Any] = field(default_factory=dict)
+    # interlock id -> the degraded_reason the site file gives for drop/reduce (to journal)
+    degraded_reasons: dict[str, str] = field(default_factory=dict)
 
     @property
     def iolists(self) -> dict[str, IOList]:
@@ -194,6 +210,37 @@ class Site:
 
 
 _VOTE = re.compile(r"^(\d+)oo(\d+)$")
+
+
+def _show(value: float | bool | str) -> str:
+    """A value as the site file wrote it: a string quoted, YAML's ``4`` (a float here) as 4."""
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _effect_value_problem(sig: Signal, value: float | bool | str) -> str | None:
+    """Why ``value`` cannot be written to the command output ``sig``, or None when it can.
+    The same rules the drivers apply at write time, checked at load time instead: a trip
+    must never meet a value its driver refuses."""
+    if sig.type is CommandType.ENUM:
+        if isinstance(value, str):
+            return None if sig.states and value in sig.states else f"{value} is not a state of {sig.tag}"
+        n = len(sig.states or [])
+        if isinstance(value, bool) or not float(value).is_integer() or not 0 <= value < n:
+            return f"{_show(value)} is neither a state name nor a state index 0..{n - 1} of {sig.tag}"
+        return None
+    if sig.type is CommandType.BOOL:
+        if not isinstance(value, bool):
+            return f"{sig.tag} is a bool command output: its value is true or false (unquoted), not {_show(value)}"
+        return None
+    if isinstance(value, str | bool):  # analog
+        return f"{sig.tag} is an analog command output: its value is a number, not {_show(value)}"
+    if sig.range is not None and not sig.range[0] <= value <= sig.range[1]:
+        return f"{_show(value)} is outside the range {list(sig.range)} of {sig.tag}"
+    return None
 
 
 def looks_like_site(path: str | Path) -> bool:
@@ -250,6 +297,7 @@ def load_site(path: str | Path, known_procedures: set[str] | None = None) -> Sit
         stations[name] = StationConfig(name, iol, PlcEndpoint(proto, opts))
 
     interlocks: list[Interlock] = []
+    degraded_reasons: dict[str, str] = {}
     seen: dict[str, int] = {}
     raw_ils = doc.get("interlocks", LineList())
     for i, il in enumerate(spec.interlocks):
@@ -292,6 +340,27 @@ def load_site(path: str | Path, known_procedures: set[str] | None = None) -> Sit
                         continue
                     value = sig.states.index(value)
                 conds[part].append(Condition(mem.tag, mem.op, value, mem.deadband))
+        # A BAD member of a signal declared unsafe must count against the plant: drop/reduce
+        # (a BAD member does not count toward the trip) only with a written justification.
+        reason = (il.degraded_reason or "").strip()
+        rline = line_of(doc, where + ["degraded_reason"])
+        if il.degraded is DegradedMode.VOTE_TRIP:
+            if il.degraded_reason is not None:
+                errors.append(f"{p}:{rline}: interlocks[{i}].degraded_reason: only drop or reduce needs a "
+                              "justification (vote_trip already counts a BAD member as a trip vote)")
+        else:
+            unsafe = [mem.tag for mem in il.members
+                      if (s := by_tag.get(mem.tag)) is not None and s.bad_counts_as is BadCountsAs.UNSAFE]
+            if unsafe and not reason:
+                dline = line_of(doc, where + ["degraded"])
+                errors.append(
+                    f"{p}:{dline}: interlocks[{i}].degraded: {il.degraded.value} makes a BAD member not count "
+                    f"toward the trip, but {', '.join(unsafe)} {'is' if len(unsafe) == 1 else 'are'} declared "
+                    f"bad_counts_as: unsafe in {il.station}'s I/O list: use vote_trip, or justify the mode "
+                    "with degraded_reason: \"<why>\""
+                )
+            elif il.degraded_reason is not None and not reason:
+                errors.append(f"{p}:{rline}: interlocks[{i}].degraded_reason: an empty justification")
         for j, eff in enumerate(il.effects):
             eline = line_of(doc, where + ["effects", j])
             if (eff.command is None) == (eff.procedure is None):
@@ -303,9 +372,8 @@ def load_site(path: str | Path, known_procedures: set[str] | None = None) -> Sit
                     errors.append(f"{p}:{eline}: interlocks[{i}].effects[{j}].command: {eff.command} is not a command output of {il.station}")
                 elif eff.value is None:
                     errors.append(f"{p}:{eline}: interlocks[{i}].effects[{j}].value: a command effect needs a value")
-                elif sig.type is CommandType.ENUM and isinstance(eff.value, str):
-                    if not sig.states or eff.value not in sig.states:
-                        errors.append(f"{p}:{eline}: interlocks[{i}].effects[{j}].value: {eff.value} is not a state of {eff.command}")
+                elif (problem := _effect_value_problem(sig, eff.value)) is not None:
+                    errors.append(f"{p}:{eline}: interlocks[{i}].effects[{j}].value: {problem}")
             elif known_procedures is not None and eff.procedure not in known_procedures:
                 errors.append(f"{p}:{eline}: interlocks[{i}].effects[{j}].procedure: unknown procedure {eff.procedure}")
         if errors:
@@ -317,7 +385,11 @@ def load_site(path: str | Path, known_procedures: set[str] | None = None) -> Sit
                 sig = by_tag[eff.command]
                 if sig.type is CommandType.ENUM and isinstance(value, str) and sig.states:
                     value = sig.states.index(value)
+                elif sig.type is CommandType.ENUM and isinstance(value, float):
+                    value = int(value)  # YAML's 2 arrives as 2.0: the drivers write an enum index as int
             effects.append(Effect(eff.command, value, eff.procedure))
+        if reason and il.degraded is not DegradedMode.VOTE_TRIP:
+            degraded_reasons[il.id] = reason
         interlocks.append(
             Interlock(
                 id=il.id,
@@ -368,4 +440,5 @@ def load_site(path: str | Path, known_procedures: set[str] | None = None) -> Sit
         override_max_s=spec.engine.override_max_h * 3600.0,
         hmi=dict(spec.hmi),
         alarms=dict(spec.alarms),
+        degraded_reasons=degraded_reasons,
     )

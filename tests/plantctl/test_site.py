@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from plantctl.engine import Action, Actor, Engine, EngineConfig, Request, Role
 from plantctl.errors import ConfigError
 from plantctl.interlocks import Interlock, Op
+from plantctl.iolist import BadCountsAs
 from plantctl.paths import io_dir, sites_dir
 from plantctl.procedure_cli import load_definitions
 from plantctl.site import Site, load_site
@@ -123,3 +124,114 @@ def test_every_voting_group_matches_the_reference(site: Site, data: st.DataObjec
             t += max(spec.on_delay_s, 0.1)
         expected = reference_trip(spec, values, bad, bypassed)
         assert (spec.id in eng.tripped()) is expected, (spec.id, mode, values, bad, bypassed)
+
+
+# -- a BAD member of a signal declared unsafe must count against the plant -------------------
+
+VENT = """    vote: 1oo1
+    degraded: vote_trip       # FS-411 BAD counts as flow lost: starting the standby fan is harmless
+"""
+
+
+def _load_error(tmp_path: Path, text: str) -> tuple[Path, str, list[str]]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    p = _copy_site(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_site(p, known_procedures=set(load_definitions()))
+    return p, "\n".join(err.value.messages), text.splitlines()
+
+
+@pytest.mark.parametrize("mode", ["drop", "reduce"])
+def test_drop_or_reduce_on_an_unsafe_member_needs_a_reason(tmp_path: Path, mode: str) -> None:
+    text = DEMO.read_text()
+    assert VENT in text
+    bad = text.replace(VENT, f"    vote: 1oo1\n    degraded: {mode}\n", 1)
+    p, msgs, lines = _load_error(tmp_path, bad)
+    assert f"interlocks[3].degraded: {mode} makes a BAD member not count toward the trip, but FS-411 is " \
+           "declared bad_counts_as: unsafe in gas_station's I/O list" in msgs, msgs
+    line = int(msgs.split(f"{p}:", 1)[1].split(":", 1)[0])
+    assert lines[line - 1].strip() == f"degraded: {mode}"
+    # The same mode with a written justification loads, and the reason is kept with the site.
+    ok = text.replace(VENT, f"    vote: 1oo1\n    degraded: {mode}\n    degraded_reason: \"HAZOP 12: flow switch is "
+                            "SIL-rated in the F&G system\"\n", 1)
+    (tmp_path / "ok").mkdir()
+    site = load_site(_copy_site(tmp_path / "ok", ok))
+    assert next(i for i in site.interlocks if i.id == "GC-VENT-LOST").degraded is DegradedMode(mode)
+    assert site.degraded_reasons["GC-VENT-LOST"] == "HAZOP 12: flow switch is SIL-rated in the F&G system"
+
+
+def test_an_empty_reason_or_a_reason_on_vote_trip_is_refused(tmp_path: Path) -> None:
+    text = DEMO.read_text()
+    empty = text.replace(VENT, "    vote: 1oo1\n    degraded: drop\n    degraded_reason: \"  \"\n", 1)
+    _, msgs, _ = _load_error(tmp_path, empty)
+    assert "interlocks[3].degraded: drop makes a BAD member not count" in msgs, msgs
+    needless = text.replace(VENT, VENT + "    degraded_reason: because\n", 1)
+    _, msgs, _ = _load_error(tmp_path / "b", needless)
+    assert "interlocks[3].degraded_reason: only drop or reduce needs a justification" in msgs, msgs
+
+
+def test_demo_matrix_counts_every_unsafe_member_or_says_why_not(site: Site) -> None:
+    """The rule holds for the demo site itself: every drop/reduce group with an unsafe member
+    carries its reason; the delayed, non-latching 1oo1 causes vote to trip."""
+    for il in site.interlocks:
+        iol = site.iolists[il.station]
+        unsafe = [c.tag for c in il.members if iol.by_tag[c.tag].bad_counts_as is BadCountsAs.UNSAFE]
+        if unsafe and il.degraded is not DegradedMode.VOTE_TRIP:
+            assert site.degraded_reasons.get(il.id), il.id
+    modes = {i.id: i.degraded for i in site.interlocks}
+    for il_id in ("GC-VENT-LOST", "BF-HEADER-LL"):
+        assert modes[il_id] is DegradedMode.VOTE_TRIP, il_id
+    assert set(site.degraded_reasons) == {"GT-GAS-2OO3", "GT-FIRE", "GT-FUEL-LL", "BUS-UV", "DIESEL-OVERCRANK"}
+
+
+# -- a command effect's value must be one the driver will write --------------------------------
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("{command: XY-400, value: false}     # GT ESD", "{command: XY-400, value: \"false\"}     # GT ESD",
+         "interlocks[0].effects[0].value: XY-400 is a bool command output: its value is true or false "
+         "(unquoted), not 'false'"),
+        ("{command: XY-400, value: false}     # GT ESD", "{command: XY-400, value: 0}     # GT ESD",
+         "interlocks[0].effects[0].value: XY-400 is a bool command output: its value is true or false "
+         "(unquoted), not 0"),
+        ("{command: XY-411B, value: true}", "{command: XY-411B, value: \"on\"}",
+         "interlocks[3].effects[0].value: XY-411B is a bool command output"),
+    ],
+)
+def test_a_command_value_the_driver_would_refuse_is_named(tmp_path: Path, old: str, new: str, expected: str) -> None:
+    text = DEMO.read_text()
+    assert old in text
+    p, msgs, lines = _load_error(tmp_path, text.replace(old, new, 1))
+    assert expected in msgs, msgs
+    line = int(msgs.split(f"{p}:", 1)[1].split(":", 1)[0])
+    assert new.split("#")[0].strip() in lines[line - 1]
+
+
+def test_analog_and_enum_command_values_are_checked(tmp_path: Path) -> None:
+    """An analog output takes a number inside its range; an enum a state name or index."""
+    gas = load_site(DEMO).iolists["gas_station"]
+    analog, enum = gas.by_tag["PCV-215A"], gas.by_tag["HS-400"]
+    assert analog.range == (0.0, 5.0) and enum.states is not None and len(enum.states) == 4
+    text = DEMO.read_text()
+    anchor = "      - {command: XY-411B, value: true}\n"
+    assert text.count(anchor) == 1
+    cases = [
+        ('{command: PCV-215A, value: "3.1"}', "PCV-215A is an analog command output: its value is a number, not '3.1'"),
+        ("{command: PCV-215A, value: true}", "PCV-215A is an analog command output: its value is a number, not true"),
+        ("{command: PCV-215A, value: 5.5}", "5.5 is outside the range [0.0, 5.0] of PCV-215A"),
+        ("{command: HS-400, value: NOPE}", "NOPE is not a state of HS-400"),
+        ("{command: HS-400, value: 4}", "4 is neither a state name nor a state index 0..3 of HS-400"),
+        ("{command: HS-400, value: 0.5}", "0.5 is neither a state name nor a state index 0..3 of HS-400"),
+    ]
+    for k, (effect, expected) in enumerate(cases):
+        _, msgs, _ = _load_error(tmp_path / str(k), text.replace(anchor, anchor + f"      - {effect}\n", 1))
+        assert f"interlocks[3].effects[1].value: {expected}" in msgs, msgs
+    # Valid ones load; an enum index arrives as the int the drivers write.
+    ok = text.replace(anchor, anchor + "      - {command: PCV-215A, value: 3.1}\n"
+                              "      - {command: HS-400, value: UNLOAD}\n"
+                              "      - {command: HS-400, value: 2}\n", 1)
+    (tmp_path / "ok").mkdir()
+    vent = next(i for i in load_site(_copy_site(tmp_path / "ok", ok)).interlocks if i.id == "GC-VENT-LOST")
+    assert [e.value for e in vent.effects[1:]] == [3.1, 1, 2]
+    assert type(vent.effects[3].value) is int
