@@ -128,6 +128,7 @@ def detector_interlock(station: str) -> dict[str, Any]:
         "description": "2 of 3 detectors >= 25 %LEL",
         "vote": "2oo3",
         "degraded": "drop",
+        "degraded_reason": "plant-reference 3.7 default (FAULT_VOTES_TRIP = false), as the demo site",
         "members": [{"tag": t, "op": ">=", "value": TRIP_LEL, "deadband": 2.0} for t in DETECTORS],
         "effects": [{"command": ESD_COIL, "value": False}],
     }

@@ -288,6 +288,8 @@ class Controller:
                         "stations": sorted(self.site.stations),
                         "interlocks": [i.id for i in self.site.interlocks],
                         "procedures": self.site.procedures,
+                        # why a group on signals declared unsafe when BAD still drops them
+                        "degraded_reasons": dict(self.site.degraded_reasons),
                         "pid": os.getpid(),
                     },
                 )

@@ -44,6 +44,7 @@ interlocks:
     trip_group: GT-400
     vote: 2oo3
     degraded: drop
+    degraded_reason: plant-reference 3.7 default (FAULT_VOTES_TRIP = false)
     on_delay_s: 0.5
     members:
       - {{tag: GD-401A, op: ">=", value: 25, deadband: 2}}

@@ -31,6 +31,7 @@ interlocks:
     description: gas 2oo3
     vote: 2oo3
     degraded: drop
+    degraded_reason: plant-reference 3.7 default (FAULT_VOTES_TRIP = false)
     members:
       - {{tag: GD-401A, op: ">=", value: 25}}
       - {{tag: GD-401B, op: ">=", value: 25}}
@@ -172,6 +173,9 @@ async def test_a_scan_that_raises_is_alarmed_and_the_loop_keeps_protecting(tmp_p
         ctrl.journal.close()
     with Journal(site.journal_path) as j:
         scan_alarms = [r.event for r in j.records(kinds=[EventKind.ALARM]) if r.event.payload.get("id") == "controller:scan"]
+    with Journal(site.journal_path) as j:
+        load = next(r.event for r in j.records(kinds=[EventKind.CONFIG_LOAD]))
+    assert "FAULT_VOTES_TRIP" in load.payload["degraded_reasons"]["GT-GAS-2OO3"]  # the why is on the record
     # raised (condition true) and cleared (condition false), both on the record
     assert [e.payload["condition"] for e in scan_alarms][:2] == [True, False], scan_alarms
 

@@ -36,6 +36,7 @@ interlocks:
     description: gas 2oo3
     vote: 2oo3
     degraded: drop
+    degraded_reason: plant-reference 3.7 default (FAULT_VOTES_TRIP = false)
     members:
       - {tag: GD-401A, op: ">=", value: 25}
       - {tag: GD-401B, op: ">=", value: 25}
@@ -47,6 +48,7 @@ interlocks:
     description: pipeline pressure low (a default-class cause)
     vote: 1oo1
     degraded: drop
+    degraded_reason: plant-reference 3.7 default (FAULT_VOTES_TRIP = false)
     members:
       - {tag: PT-101, op: "<=", value: 0.5}
 """
