@@ -51,6 +51,17 @@ def _controller(site: Any, clock: VirtualClock, model: GasStation, journal: Jour
     return Controller(site, clock, journal, driver_factory=factory)
 
 
+def _loopback_controller(tmp_path: Path) -> tuple[Any, VirtualClock, GasStation, Controller, LoopbackDriver]:
+    """The test site's controller on a virtual clock, its gas station on the loopback driver."""
+    site = _site(tmp_path)
+    clock = VirtualClock()
+    model = GasStation()
+    ctrl = _controller(site, clock, model)
+    drv = ctrl.drivers["gas_station"]
+    assert isinstance(drv, LoopbackDriver)
+    return site, clock, model, ctrl, drv
+
+
 async def test_broken_chain_raises_a_top_priority_alarm_at_start(tmp_path: Path) -> None:
     site = _site(tmp_path)
     with Journal(site.journal_path) as j:
@@ -123,12 +134,7 @@ async def test_a_scan_that_raises_is_alarmed_and_the_loop_keeps_protecting(tmp_p
     from plantctl.alarms import Priority
     from plantctl.interlocks import TripState
 
-    site = _site(tmp_path)
-    clock = VirtualClock()
-    model = GasStation()
-    ctrl = _controller(site, clock, model)
-    drv = ctrl.drivers["gas_station"]
-    assert isinstance(drv, LoopbackDriver)
+    site, clock, model, ctrl, drv = _loopback_controller(tmp_path)
     real_scan = ctrl.engine.scan
     broken = False
 
@@ -186,12 +192,7 @@ async def test_a_procedure_bug_in_the_trip_scan_does_not_lose_the_trip(tmp_path:
     the exception reaches the scan loop (which alarms it)."""
     import pytest
 
-    site = _site(tmp_path)
-    clock = VirtualClock()
-    model = GasStation()
-    ctrl = _controller(site, clock, model)
-    drv = ctrl.drivers["gas_station"]
-    assert isinstance(drv, LoopbackDriver)
+    site, clock, model, ctrl, drv = _loopback_controller(tmp_path)
 
     class BuggyProcedures:
         def start(self, proc_id: str, reason: str, now: float, wall: float, user: str = "") -> Any:
@@ -223,12 +224,7 @@ async def test_a_command_without_feedback_is_retried_until_stale_then_failed(tmp
     the command fails (COMMAND_FAILED, a HIGH alarm) and is never written afterwards, even when
     the link comes back (F-X01: no replay of stale commands). Until then a procedure sees it
     pending, not verified."""
-    site = _site(tmp_path)
-    clock = VirtualClock()
-    model = GasStation()
-    ctrl = _controller(site, clock, model)
-    drv = ctrl.drivers["gas_station"]
-    assert isinstance(drv, LoopbackDriver)
+    site, clock, model, ctrl, drv = _loopback_controller(tmp_path)
     drv.poll(clock.now())
     await ctrl.scan_once(clock.now())
     drv.set_link(False)
