@@ -83,7 +83,8 @@ interlocks:
         # -- the disk fills up ----------------------------------------------------------------------
         _cap(ctrl.journal, None)
         # the next scan with events (the detectors' noise crosses nothing; a login, a note does) fails:
-        engine.note_many(engine.alarms.raise_("test:marker", "a test event to write", Priority.LOW,
+        # (larger than a page, so that it cannot fit in the free room of the file's last page)
+        engine.note_many(engine.alarms.raise_("test:marker", "a test event to write " + "x" * 8192, Priority.LOW,
                                               clock.now(), clock.wall(), "", "test"))
         await _until(lambda: engine.alarms.is_active("journal:write"), clock, 10, "journal:write alarm")
         alarm = engine.alarms.alarms["journal:write"]
