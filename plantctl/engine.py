@@ -461,13 +461,13 @@ class Engine:
         if vote is not None and vote.blind:
             self._interlock_alarm(st, blind_id, Priority.CRITICAL, now, wall,
                                   f"{st.spec.id}: cannot trip automatically ({vote.degraded} of {len(st.spec.members)} "
-                                  "members faulted or bypassed): unload and stop by hand")
+                                  "members faulted, unread or bypassed): unload and stop by hand")
         else:
             self._outbox.extend(self.alarms.clear(blind_id, now, wall))
         if vote is not None and vote.degraded > 0:
             self._interlock_alarm(st, aid, Priority.HIGH if vote.degraded > 1 else Priority.MEDIUM, now, wall,
                                   f"{st.spec.id}: voting degraded to {vote.architecture} "
-                                  f"({vote.degraded} member(s) faulted or bypassed)")
+                                  f"({vote.degraded} member(s) faulted, unread or bypassed)")
         else:
             self._outbox.extend(self.alarms.clear(aid, now, wall))
 

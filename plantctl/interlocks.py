@@ -83,6 +83,11 @@ class Effect:
         return f"{self.command} := {self.value}"
 
 
+# Reasons a BAD reading carries when no data came from the field at all (the link), as
+# opposed to a field fault: such a member is unseen, never a trip vote (plantctl.voting).
+NO_DATA: frozenset[Reason] = frozenset({Reason.NOT_CONNECTED, Reason.COMMS_LOST})
+
+
 @dataclass(frozen=True)
 class Interlock:
     id: str
@@ -172,7 +177,11 @@ class InterlockState:
         for i, cond in enumerate(self.spec.members):
             r = snapshot.get(cond.tag)
             bypassed = self.bypass is not None and self.bypass.tag == cond.tag
-            if r is None or r.quality is Quality.BAD:
+            if r is None or (r.quality is Quality.BAD and r.reason in NO_DATA):
+                self.member_active[i] = False
+                states.append(Member.UNSEEN)  # nothing from the field: never a trip vote
+                continue
+            if r.quality is Quality.BAD:
                 self.member_active[i] = False
                 states.append(Member.DEGRADED)
                 continue
@@ -219,7 +228,8 @@ class InterlockState:
             else:
                 if raw:
                     self.first_member = next(
-                        (c.tag for c, s in zip(self.spec.members, states, strict=True) if s is Member.DEGRADED), None
+                        (c.tag for c, s in zip(self.spec.members, states, strict=True)
+                         if s is Member.DEGRADED), None
                     )
         # overrides on top of the vote (each expires by itself: see expire())
         if self.override is not None:

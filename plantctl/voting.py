@@ -14,6 +14,16 @@ the group, because the right answer differs by service:
 - ``reduce``: degraded members are removed and M drops by one per degraded
   member, never below 1 (2oo3 with one faulted becomes 1oo2, then 1oo1).
 
+A member can also be *unseen*: no data has come from the field at all (not yet
+read since the controller started, or the PLC link is lost). That is not a field
+fault, and it never votes to trip, in any mode: a trip voted on a link that is not
+up could not be delivered over that link, would go out late when the link comes
+back, and would trip the plant at every controller start before the first read.
+An unseen member is removed from the vote and M is kept (as ``drop``), so it counts
+against the group's ability to trip; the lost link is alarmed at top priority by
+itself. A field fault (a sensor fault, a device-doubted value, a stale value) is
+*degraded* and follows the group's mode.
+
 When fewer members are left than the vote needs (``blind``), the group cannot
 trip automatically any more. That is never silent: the engine raises a
 top-priority alarm telling the operator to unload and stop by hand (3.7: "with
@@ -37,7 +47,8 @@ class DegradedMode(StrEnum):
 class Member(StrEnum):
     TRIP = "trip"
     HEALTHY = "healthy"
-    DEGRADED = "degraded"
+    DEGRADED = "degraded"  # a field fault, or bypassed: the group's mode decides
+    UNSEEN = "unseen"  # no data from the field (not read yet, link lost): never a trip vote
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +74,12 @@ def vote(m: int, members: Sequence[Member], mode: DegradedMode) -> VoteResult:
     if not 1 <= m <= n:
         raise ValueError(f"cannot vote {m}oo{n}")
     trips = sum(1 for x in members if x is Member.TRIP)
-    degraded = sum(1 for x in members if x is Member.DEGRADED)
-    live = n - degraded
+    faulted = sum(1 for x in members if x is Member.DEGRADED)
+    unseen = sum(1 for x in members if x is Member.UNSEEN)
+    degraded = faulted + unseen
     if mode is DegradedMode.VOTE_TRIP:
-        votes = trips + degraded
-        return VoteResult(votes >= m, votes, m, n, degraded)
-    required = m if mode is DegradedMode.DROP else max(1, m - degraded)
+        votes = trips + faulted  # unseen members are left out, M kept (see the module docstring)
+        return VoteResult(votes >= m, votes, m, n - unseen, degraded)
+    live = n - degraded
+    required = m if mode is DegradedMode.DROP else max(1, m - faulted)
     return VoteResult(required <= live and trips >= required, trips, required, live, degraded)

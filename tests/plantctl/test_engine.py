@@ -270,3 +270,16 @@ def test_an_interlock_that_raises_is_alarmed_and_the_others_still_trip(tmp_path:
     assert eng.tripped() == ["GT-GAS-2OO3"] and result.commands  # the others still trip
     alarm = eng.alarms.alarms["BROKEN:fault"]
     assert alarm.in_alarm and "evaluation failed" in alarm.message
+
+
+def test_vote_trip_trips_on_a_sensor_fault_never_on_a_lost_link(tmp_path: Path) -> None:
+    """Under vote_trip a detector BAD by a sensor fault votes to trip; the same detector BAD
+    because the link is down (or not up yet) does not: it is left out, M kept."""
+    eng = make_engine(tmp_path, mode=DegradedMode.VOTE_TRIP)
+    s = snap(30, 0, 0, 0.0)
+    s["GD-401B"] = Reading(0.0, Quality.BAD, 0.0, Reason.COMMS_LOST)
+    eng.scan(s, 0.0, 0.0)
+    assert eng.tripped() == []  # A votes; B unseen; C healthy: 1 vote of 2
+    s["GD-401B"] = Reading(0.0, Quality.BAD, 0.1, Reason.SENSOR_FAULT)
+    eng.scan(s, 0.1, 0.1)
+    assert eng.tripped() == ["GT-GAS-2OO3"]  # A and the failed B

@@ -75,3 +75,18 @@ def test_properties(members: list[Member], data: st.DataObject) -> None:
 def test_bad_sizes_refused() -> None:
     with pytest.raises(ValueError):
         vote(4, [T, T, T], DegradedMode.DROP)
+
+
+def test_an_unseen_member_never_votes_to_trip_in_any_mode() -> None:
+    """No data from the field (not read yet, link lost) is left out of the vote with M kept,
+    even under vote_trip, where a field fault (DEGRADED) would vote to trip."""
+
+    U, D, H, T = Member.UNSEEN, Member.DEGRADED, Member.HEALTHY, Member.TRIP
+    assert vote(1, [D], DegradedMode.VOTE_TRIP).trip  # a failed sensor counts as its trip
+    unseen = vote(1, [U], DegradedMode.VOTE_TRIP)
+    assert not unseen.trip and unseen.blind  # a lost link: cannot trip, says so
+    two = vote(2, [U, T, H], DegradedMode.VOTE_TRIP)
+    assert not two.trip and two.architecture == "2oo2" and not two.blind
+    assert vote(2, [U, T, D], DegradedMode.VOTE_TRIP).trip  # the fault still votes
+    assert vote(2, [U, T, H], DegradedMode.REDUCE).architecture == "2oo2"  # M lowered only by faults
+    assert vote(2, [D, T, H], DegradedMode.REDUCE).architecture == "1oo2"
