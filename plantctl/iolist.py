@@ -12,7 +12,7 @@ Loading runs in two passes and fails closed:
 2. meaning: cross-checks no schema can express (duplicate tags, an address
    used twice or outside its table's block, a table that does not fit the
    kind, alarm limits out of order or outside the range, feedback naming a
-   tag that does not exist).
+   tag that does not exist, a heartbeat naming a tag that is not a PLC input).
 Every problem found is collected, each as ``file:line: TAG: message``, and the
 load raises one ``ConfigError`` holding all of them: nothing half-loaded is
 ever returned.
@@ -111,6 +111,19 @@ class _SignalSpec(BaseModel):
         return v
 
 
+class _HeartbeatSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tag: str
+    max_age_s: float
+
+    @field_validator("max_age_s")
+    @classmethod
+    def _positive(cls, v: float) -> float:
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"must be a positive number of seconds, not {v}")
+        return v
+
+
 class _FileSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     station: str
@@ -118,6 +131,7 @@ class _FileSpec(BaseModel):
     modbus: dict[str, int] = {"unit_id": 1}
     opcua: dict[str, str] = {}
     constants: dict[str, float] = {}
+    heartbeat: _HeartbeatSpec | None = None
     signals: list[dict[str, Any]]
 
 
@@ -197,6 +211,17 @@ class Signal:
         return f"?{index}"
 
 
+@dataclass(frozen=True)
+class Heartbeat:
+    """The PLC's I/O heartbeat: an input the PLC program changes every second (a counter).
+    plantctl.heartbeat says how it is supervised: a value that has not changed for
+    ``max_age_s`` means the PLC's data source froze behind a live comms module."""
+
+    tag: str
+    max_age_s: float
+    line: int
+
+
 @dataclass
 class IOList:
     path: Path
@@ -206,6 +231,7 @@ class IOList:
     namespace_uri: str
     constants: dict[str, float]
     signals: list[Signal]
+    heartbeat: Heartbeat | None = None
     by_tag: dict[str, Signal] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -384,6 +410,21 @@ def load_io_list(path: str | Path) -> IOList:
         if "within_s" not in sig.feedback:
             errors.append(_fmt(p, fline, sig.tag, "feedback needs within_s (the verification deadline)"))
 
+    # heartbeat: a PLC input, because its whole point is that the PLC program changes it; an
+    # external or manual signal, or a command the controller writes itself, proves nothing
+    heartbeat: Heartbeat | None = None
+    if spec.heartbeat is not None:
+        hb = spec.heartbeat
+        hline = line_of(doc, ["heartbeat", "tag"])
+        hsig = seen_tags.get(hb.tag)
+        if hsig is None:
+            errors.append(_fmt(p, hline, "heartbeat", f"tag: names unknown tag {hb.tag}"))
+        elif hsig.kind == Kind.COMMAND_OUT:
+            errors.append(_fmt(p, hline, "heartbeat", f"tag: {hb.tag} is a command_out, not an input the PLC changes"))
+        elif hsig.source != "plc":
+            errors.append(_fmt(p, hline, "heartbeat", f"tag: {hb.tag} has source {hsig.source}; a heartbeat comes from the PLC"))
+        heartbeat = Heartbeat(hb.tag, hb.max_age_s, line_of(doc, ["heartbeat"]))
+
     if errors:
         raise ConfigError(errors)
     return IOList(
@@ -394,4 +435,5 @@ def load_io_list(path: str | Path) -> IOList:
         namespace_uri=spec.opcua.get("namespace_uri", f"urn:plantctl:{spec.station}"),
         constants=dict(spec.constants),
         signals=signals,
+        heartbeat=heartbeat,
     )

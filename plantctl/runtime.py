@@ -33,6 +33,11 @@ one poll, while ten thousand slow tags are read and checked every 100 ms.
 A Modbus driver hands the table whole decoded blocks (``on_columns_for``): no
 per-signal object on the hot path (plantctl.tags explains the columns).
 
+Before each snapshot (periodic or trip scan) the PLC I/O heartbeats are checked
+(plantctl.heartbeat): a station whose heartbeat froze behind a live link has every
+tag held BAD/PLC_FROZEN in the table (``TagTable.hold_bad``) and a top-priority
+``heartbeat:<station>`` alarm; both end when the counter moves again.
+
 A journal that cannot write (disk full) raises a top-priority alarm and the
 controller keeps protecting; the events of that scan are kept in memory and
 retried, never half-written. A command whose write fails is retried on the
@@ -62,10 +67,11 @@ from .clock import Clock, yield_to_loop
 from .engine import Command, Engine, EngineConfig, ScanResult
 from .errors import DriverError, PlantctlError
 from .fieldbus.base import Driver
+from .heartbeat import Beat, HeartbeatWatch
 from .historian.base import Historian, Point, historian_alarms, points_from_snapshot
 from .journal import Event, EventKind, InvalidEvent, Journal
 from .site import Site
-from .tags import BOOL, CodeArray, FloatArray, IndexArray, Reading, TableSnapshot, TagTable
+from .tags import BOOL, CodeArray, FloatArray, IndexArray, Reading, Reason, TableSnapshot, TagTable
 
 log = logging.getLogger("plantctl.runtime")
 
@@ -136,6 +142,14 @@ class Controller:
             stale_after=site.stale_after_s,
             t0=clock.now(),
         )
+        # PLC I/O heartbeats (plantctl.heartbeat), per station that declares one
+        self.heartbeats: dict[str, HeartbeatWatch] = {
+            name: HeartbeatWatch(name, iol.heartbeat.tag, iol.heartbeat.max_age_s)
+            for name, iol in site.iolists.items() if iol.heartbeat is not None
+        }
+        self._station_keys: dict[str, list[str]] = {
+            name: [self.key(name, s.tag) for s in iol.signals] for name, iol in site.iolists.items()
+        }
         self.procedures = procedures
         self.startup_problems: list[str] = []  # e.g. a journal that could not be opened (see build_controller)
         self.stats = ScanStats()
@@ -438,6 +452,8 @@ class Controller:
         exception raised again, for the scan loop to count and alarm (``_scan_failed``)."""
         wall = self.clock.wall()
         self._wake.clear()  # this scan sees every change so far; a later one wakes the loop again
+        if self.heartbeats:
+            self._supervise_heartbeats(now, wall)
         snapshot = self.table.snapshot(now)
         result = ScanResult()
         failure: Exception | None = None
@@ -481,6 +497,29 @@ class Controller:
         if failure is not None:
             raise failure
         return result
+
+    def heartbeat_alarm_id(self, station: str) -> str:
+        return f"heartbeat:{station}"
+
+    def _supervise_heartbeats(self, now: float, wall: float) -> None:
+        """Check each station's PLC heartbeat; a transition holds or releases every tag of the
+        station and raises or clears its alarm (plantctl.heartbeat). The driver's own reading
+        is looked at (``table[...]``), not a snapshot: a held reading is BAD by construction
+        and would hide the counter moving again."""
+        for name, watch in self.heartbeats.items():
+            beat = watch.observe(self.table[self.key(name, watch.tag)], bool(self.engine.link_up.get(name)), now)
+            if beat is Beat.FROZE:
+                self.table.hold_bad(self._station_keys[name], Reason.PLC_FROZEN)
+                log.error("PLC I/O heartbeat %s of %s frozen for %.1f s", watch.tag, name, watch.age(now))
+                self.engine.note_many(self.engine.alarms.raise_(
+                    self.heartbeat_alarm_id(name),
+                    f"PLC I/O heartbeat {watch.tag} of {name} has not changed for {watch.age(now):.1f} s "
+                    f"(limit {watch.max_age_s:g} s): the PLC serves frozen values; every {name} signal is BAD",
+                    Priority.CRITICAL, now, wall, name, "heartbeat"))
+            elif beat is Beat.MOVED:
+                self.table.release(self._station_keys[name])
+                log.warning("PLC I/O heartbeat %s of %s moves again", watch.tag, name)
+                self.engine.note_many(self.engine.alarms.clear(self.heartbeat_alarm_id(name), now, wall))
 
     async def _commit(self, events: list[Event], wait: bool, sample: tuple[Any, float] | None = None) -> None:
         """Journal a scan's events (then let the historian sample its snapshot).

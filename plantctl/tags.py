@@ -8,7 +8,10 @@ quality of anything derived from them.
 ``TagTable`` holds the latest reading of every tag. Drivers write into it; the
 engine takes an immutable snapshot once per scan and marks readings that have
 not been refreshed within ``stale_after`` seconds as BAD/STALE (no silent
-staleness: a value that stopped arriving does not keep looking good).
+staleness: a value that stopped arriving does not keep looking good). Rows the
+runtime *holds* BAD (``hold_bad``: a PLC whose heartbeat froze) are reported BAD
+with the hold's reason in every snapshot until released, whatever the driver
+keeps writing; the table keeps the real readings, so a release shows them again.
 
 Storage (why columns)
 ---------------------
@@ -63,6 +66,11 @@ class Reason(StrEnum):
     STALE = "stale"
     DEVICE_STATUS = "device status"  # the server said so (OPC-UA status code)
     BYPASSED = "bypassed"
+    # The link answers but the PLC's I/O heartbeat stopped changing (plantctl.heartbeat): the
+    # values are served, look fresh, and cannot be trusted. Not STALE: a stale value stopped
+    # arriving (link side), a frozen one keeps arriving unchanged (PLC side); the operator's
+    # first check differs (the network vs the PLC CPU). Added last: codes are positions.
+    PLC_FROZEN = "PLC frozen"
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +335,9 @@ class TagTable:
         # A small table fed reading by reading (loopback, OPC-UA) never needs arrays: it keeps
         # objects only, as a dict would, until something asks for columns (update_columns, changed).
         self._live = n >= self.columns_min
+        # hold_bad: per row, the reason code it is held BAD with (0, Reason.NONE: not held)
+        self._hold: CodeArray = np.zeros(n, np.int8)
+        self._held_rows: IndexArray = np.zeros(0, np.intp)
 
     columns_min = 1000  # tags from which a table keeps its columns from the start
 
@@ -452,14 +463,37 @@ class TagTable:
             if old.quality is not Quality.BAD or old.reason is not reason:
                 self.update(tag, Reading(old.value, Quality.BAD, t, reason))
 
+    def hold_bad(self, tags: Iterable[str], reason: Reason) -> None:
+        """Report ``tags`` BAD with ``reason`` in every snapshot until ``release``. A reading
+        that is BAD already keeps its own reason (it says more: a sensor fault, a lost link)."""
+        if reason is Reason.NONE:
+            raise ValueError("a hold needs a reason")
+        rows = self.index(tags)
+        self._hold[rows] = REASON_CODE[reason]
+        self._held_rows = np.flatnonzero(self._hold)
+
+    def release(self, tags: Iterable[str]) -> None:
+        """End a ``hold_bad``: the next snapshot shows the real readings again."""
+        self._hold[self.index(tags)] = 0
+        self._held_rows = np.flatnonzero(self._hold)
+
+    def held(self, tag: str) -> Reason | None:
+        """The reason ``tag`` is held BAD with, or None."""
+        code = int(self._hold[self._index[tag]])
+        return REASONS[code] if code else None
+
     def snapshot(self, now: float) -> TableSnapshot:
-        """An immutable view for one scan, with staleness applied."""
+        """An immutable view for one scan, with staleness and holds applied."""
         limit = now - self.stale_after
         if not self._live:
             objs = list(self._obj)
             for i, r in enumerate(objs):
                 if r is not None and r.quality is not Quality.BAD and r.t < limit:
                     objs[i] = replace(r, quality=Quality.BAD, reason=Reason.STALE)
+            for i in self._held_rows.tolist():
+                r = objs[i]
+                if r is not None and r.quality is not Quality.BAD:
+                    objs[i] = replace(r, quality=Quality.BAD, reason=REASONS[self._hold.item(i)])
             return TableSnapshot(self._keys, self._index, None, None, None, None, None, objs, self._gather)
         self._flush()
         quality = self._quality.copy()
@@ -473,4 +507,10 @@ class TagTable:
                 obj[i] = replace(snap._make(i), quality=Quality.BAD, reason=Reason.STALE)
             quality[stale] = int(Quality.BAD)
             reason[stale] = REASON_CODE[Reason.STALE]
+        if self._held_rows.size:
+            rows = self._held_rows[quality[self._held_rows] != int(Quality.BAD)]
+            for i in rows.tolist():
+                obj[i] = replace(snap._make(i), quality=Quality.BAD, reason=REASONS[self._hold.item(i)])
+            quality[rows] = int(Quality.BAD)
+            reason[rows] = self._hold[rows]
         return snap

@@ -1,4 +1,5 @@
-"""The merged fault catalogue: every fault of every station model, plus link_drop.
+"""The merged fault catalogue: every fault of every station model, plus the plant-level ones
+(plc_frozen, link_drop) that every station accepts.
 
 The station modules are imported lazily, inside the functions, so that this
 module (and the CLI and HTTP API built on it) imports even while a model is
@@ -15,7 +16,7 @@ from typing import Any
 
 from .errors import UnknownFault
 from .faults import FaultSpec
-from .plant import LINK_DROP
+from .plant import PLANT_FAULTS
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def station_class(station: str) -> type[Any] | None:
 
 
 def all_faults() -> list[FaultSpec]:
-    """Every fault each station accepts, station filled in, link_drop last for each."""
+    """Every fault each station accepts, station filled in, the plant-level ones last for each."""
     out: list[FaultSpec] = []
     for station in STATION_MODELS:
         cls = station_class(station)
@@ -48,7 +49,7 @@ def all_faults() -> list[FaultSpec]:
             continue
         for spec in getattr(cls, "FAULTS", ()):
             out.append(spec if spec.station == station else replace(spec, station=station))
-        out.append(replace(LINK_DROP, station=station))
+        out.extend(replace(f, station=station) for f in PLANT_FAULTS)
     return out
 
 

@@ -62,6 +62,7 @@ from .gasflow import (
     remaining_area,
     series_area,
 )
+from .plant import HEARTBEAT_TAG, heartbeat_count
 from .valves import Characteristic, Valve, ValveCmd, ValveFault
 
 STATION = "gas_station"
@@ -694,6 +695,7 @@ class GasStation:
             if not tag.startswith("GD-"):  # detectors already read 0 mA through their own fault path
                 tags[tag] = self._failed_value(tag)
         tags.update(self._cmd)
+        tags[HEARTBEAT_TAG] = heartbeat_count(self.time)  # the PLC's I/O heartbeat (io list: heartbeat)
         return tags
 
     def write(self, tag: str, value: float | int | bool) -> None:

@@ -27,6 +27,15 @@ re-opening a listening socket) schedules it from there.
 (``link_drop``): while DOWN the Modbus and OPC-UA servers of that station stop
 answering; the PLC itself (the model) keeps running, as a real PLC does when its
 network cable is pulled. It comes back UP by itself at ``down_until``.
+
+Every station model serves the PLC's I/O heartbeat ``KQI-000`` (plant-reference
+4.10-4): a counter the PLC program adds 1 to every plant second, so it follows the
+plant clock, virtual or real. ``plc_frozen`` models a PLC whose CPU stopped (or an
+OPC-UA gateway whose backend froze) behind a live communications module: ``tags``
+keeps returning the image taken at the injection (the counter and every input stop
+changing) while the servers go on answering; the process itself keeps running,
+and commands written meanwhile still reach it (what is modelled is the frozen read
+path; what a real CPU in STOP does with its outputs is plant-specific).
 """
 
 from __future__ import annotations
@@ -100,6 +109,26 @@ LINK_DROP = FaultSpec(
 )
 
 
+# A plant-level fault like link_drop: the PLC's data stops, the process does not.
+PLC_FROZEN = FaultSpec(
+    name="plc_frozen",
+    help="Freeze the PLC behind a live comms module (CPU in STOP): its Modbus and OPC-UA servers keep "
+    "answering with the values of the moment of injection, the heartbeat KQI-000 included, until cleared.",
+)
+
+HEARTBEAT_TAG = "KQI-000"  # the I/O lists' heartbeat: signal
+
+
+def heartbeat_count(t: float) -> float:
+    """The heartbeat counter at plant time ``t``: +1 per whole plant second, wrapping as the
+    16-bit register does. Computed from the model's time rather than counted in ``step``, so
+    that merged steps (``step_many``) still count every second they cover."""
+    return float(math.floor(t + 1e-9) % 65536)
+
+
+PLANT_FAULTS: tuple[FaultSpec, ...] = (PLC_FROZEN, LINK_DROP)  # every station accepts these
+
+
 @dataclass(frozen=True)
 class PlantParams:
     """Runtime parameters (A)."""
@@ -134,6 +163,7 @@ class Plant:
         self._origin = clock.now()  # clock reading at plant time 0
         self._listeners: list[Listener] = []
         self._snapshots: dict[str, dict[str, TagValue]] = {}
+        self._frozen: dict[str, dict[str, TagValue]] = {}  # plc_frozen: station -> the held image
 
     # -- time -----------------------------------------------------------------
     @property
@@ -237,7 +267,11 @@ class Plant:
             raise UnknownStation(f"unknown station {name!r} (known: {', '.join(self.stations)})") from None
 
     def tags(self, station: str) -> dict[str, TagValue]:
-        """Every tag of a station, engineering units; computed at most once per step."""
+        """Every tag of a station, engineering units; computed at most once per step (while
+        ``plc_frozen``, the image of the moment of injection)."""
+        held = self._frozen.get(station)
+        if held is not None:
+            return held
         snap = self._snapshots.get(station)
         if snap is None:
             snap = dict(self.station(station).read_tags())
@@ -252,12 +286,13 @@ class Plant:
     # -- faults ---------------------------------------------------------------
     def fault_spec(self, station: str, fault: str) -> FaultSpec:
         st = self.station(station)
-        if fault == LINK_DROP.name:
-            return LINK_DROP
+        for spec in PLANT_FAULTS:
+            if spec.name == fault:
+                return spec
         for spec in type(st).FAULTS:
             if spec.name == fault:
                 return spec
-        names = ", ".join([s.name for s in type(st).FAULTS] + [LINK_DROP.name])
+        names = ", ".join([s.name for s in type(st).FAULTS] + [f.name for f in PLANT_FAULTS])
         raise UnknownFault(f"station {station} has no fault {fault!r} (known: {names})")
 
     def inject(self, station: str, fault: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -269,6 +304,9 @@ class Plant:
         coerced = spec.coerce(dict(params or {}))
         if spec is LINK_DROP:
             self.link_drop(station, coerced["duration_s"])
+            return coerced
+        if spec is PLC_FROZEN:
+            self.freeze(station)
             return coerced
         self.station(station).inject(fault, **coerced)
         self._snapshots.pop(station, None)
@@ -285,10 +323,13 @@ class Plant:
             names = [n for n in self.stations if fault is None or self._knows(n, fault)]
             if not names:
                 raise UnknownFault(f"no station has a fault {fault!r}")
+        plant_level = {f.name for f in PLANT_FAULTS}
         for name in names:
             if fault is None or fault == LINK_DROP.name:
                 self._set_link(name, up=True)
-            if fault != LINK_DROP.name:
+            if fault is None or fault == PLC_FROZEN.name:
+                self._frozen.pop(name, None)
+            if fault not in plant_level:
                 self.station(name).clear(fault)
             self._snapshots.pop(name, None)
         self._notify()
@@ -307,6 +348,8 @@ class Plant:
             if not link.is_up:
                 left = (link.down_until or self.time) - self.time
                 out.append({"station": name, "fault": LINK_DROP.name, "remaining_s": round(left, 3)})
+            if name in self._frozen:
+                out.append({"station": name, "fault": PLC_FROZEN.name})
             for entry in st.active_faults():
                 out.append({"station": name, **entry})
         return out
@@ -325,6 +368,13 @@ class Plant:
         link.state = LinkState.DOWN
         link.down_until = self.time + duration_s
         log.info("PLC link of %s down until plant time %.1f s", station, link.down_until)
+        self._notify()
+
+    def freeze(self, station: str) -> None:
+        """Freeze a station's PLC (``plc_frozen``): its served image stops changing until cleared."""
+        if station not in self._frozen:
+            self._frozen[station] = dict(self.tags(station))
+            log.info("PLC of %s frozen at plant time %.1f s", station, self.time)
         self._notify()
 
     def _set_link(self, station: str, *, up: bool) -> None:

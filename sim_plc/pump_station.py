@@ -45,6 +45,7 @@ import numpy as np
 from .errors import SimError, UnknownFault, UnknownTag
 from .faults import FaultSpec, Param
 from .hydraulics import HeaderNetwork, PumpBranch, PumpCurve, Users, m_to_mpa
+from .plant import HEARTBEAT_TAG, heartbeat_count
 from .valves import Characteristic, Valve, ValveCmd, ValveFault
 
 STATION = "pump_station"
@@ -1075,6 +1076,7 @@ class PumpStation:
         tags["UY-790"] = max(self.damage_tuyere, self.damage_stave, self.damage_hbs)
         for tag in self._sensor_faults:
             tags[tag] = sensor_fault_value(tag)
+        tags[HEARTBEAT_TAG] = heartbeat_count(self.time)  # the PLC's I/O heartbeat (io list: heartbeat)
         if p.noise_frac > 0.0:
             for tag, (lo, hi) in TRANSMITTERS.items():
                 if tag not in self._sensor_faults:

@@ -173,7 +173,7 @@ def test_alarm_board_on_arrays_matches_the_per_point_loop(iolists: dict[str, IOL
         b = slow.evaluate(view, now, 1e9 + now)
         assert [e.payload for e in a] == [e.payload for e in b], k
         seen += len(a)
-    assert seen > 500  # the walk really moved the alarms
+    assert seen > 400  # the walk really moved the alarms (498 with seed 3 since the heartbeat signals)
 
 
 @pytest.mark.parametrize("on_arrays", [True, False])

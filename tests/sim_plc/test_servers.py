@@ -545,7 +545,7 @@ async def test_http_catalogue_lists_every_fault(api: httpx.AsyncClient) -> None:
     assert r.status_code == 200
     listed = {(f["station"], f["fault"]) for f in r.json()}
     expected = {(GAS, s.name) for s in GasStation.FAULTS} | {(PUMP, s.name) for s in PumpStation.FAULTS}
-    expected |= {(GAS, "link_drop"), (PUMP, "link_drop")}
+    expected |= {(st, f) for st in (GAS, PUMP) for f in ("plc_frozen", "link_drop")}  # plant-level faults
     assert listed == expected
     assert all(f["help"] for f in r.json())
     assert (await api.get("/health")).json()["links"] == {GAS: "up", PUMP: "up"}
