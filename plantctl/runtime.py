@@ -452,15 +452,18 @@ class Controller:
         exception raised again, for the scan loop to count and alarm (``_scan_failed``)."""
         wall = self.clock.wall()
         self._wake.clear()  # this scan sees every change so far; a later one wakes the loop again
+        failure: Exception | None = None
         if self.heartbeats:
-            self._supervise_heartbeats(now, wall)
+            try:
+                self._supervise_heartbeats(now, wall)
+            except Exception as exc:  # noqa: BLE001  a bug here must not stop the interlocks: raised below
+                failure = exc
         snapshot = self.table.snapshot(now)
         result = ScanResult()
-        failure: Exception | None = None
         try:
             result = self.engine.scan(snapshot, now, wall, trips_only=trips_only)
         except Exception as exc:  # noqa: BLE001  raised again below, once the outboxes are out
-            failure = exc
+            failure = failure or exc
         try:
             if self.procedures is not None:
                 for proc_id, reason in result.start_procedures:
