@@ -557,19 +557,15 @@ class Engine:
             r = snapshot[self._key(station, sig.tag)]
             before, after = _BANDS[old[i]], _BANDS[band[i]]
             self._limit_band[(station, sig.tag)] = after
-            self._outbox.append(
-                Event(
-                    EventKind.LIMIT_CROSSING,
-                    now,
-                    wall,
-                    station,
-                    "limits",
-                    "",
-                    "",
-                    {"tag": sig.tag, "from": before, "to": after, "value": round(float(r.value), 4), "units": sig.units},
-                )
-            )
+            self._limit_crossed(station, sig, before, after, float(r.value), now, wall)
         old[moved] = band[moved]
+
+    def _limit_crossed(self, station: str, sig: Signal, before: str, after: str, value: float, now: float,
+                       wall: float) -> None:
+        """The sequence-of-events record of one limit crossing (LL, L, N, H, HH)."""
+        self._outbox.append(Event(EventKind.LIMIT_CROSSING, now, wall, station, "limits", "", "",
+                                  {"tag": sig.tag, "from": before, "to": after, "value": round(value, 4),
+                                   "units": sig.units}))
 
     def _wants_columns(self) -> bool:
         return len(self._limited) >= self.vector_min_signals or bool(self.alarms._vector.points)
@@ -587,18 +583,7 @@ class Engine:
             if band != old:
                 self._lim_band[i] = _BANDS.index(band)
                 self._limit_band[(station, sig.tag)] = band
-                self._outbox.append(
-                    Event(
-                        EventKind.LIMIT_CROSSING,
-                        now,
-                        wall,
-                        station,
-                        "limits",
-                        "",
-                        "",
-                        {"tag": sig.tag, "from": old, "to": band, "value": round(float(r.value), 4), "units": sig.units},
-                    )
-                )
+                self._limit_crossed(station, sig, old, band, float(r.value), now, wall)
 
     def _expire(self, now: float, wall: float) -> None:
         for st in self.interlocks.values():
