@@ -97,6 +97,8 @@ def _usable(cert_path: Path, key_path: Path, uri: str, hosts: tuple[str, ...], r
     uris, dns = _names(cert)
     if uri not in uris or any(h not in dns for h in hosts):
         return False
+    # The wall clock on purpose: a certificate's validity is calendar time, checked against the
+    # same clock the peer will check it with (an I/O edge at start-up, not plant logic).
     now = dt.datetime.now(dt.UTC)
     return cert.not_valid_before_utc <= now and cert.not_valid_after_utc - now > dt.timedelta(days=renew_days)
 
